@@ -1,0 +1,43 @@
+"""Alembic environment: the URL comes from the caller (sentinel db upgrade) or SENTINEL_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+
+from alembic import context
+
+import sentinel.audit.models
+import sentinel.auth.models
+import sentinel.flows.models
+import sentinel.incident.models
+import sentinel.plan.models  # noqa: F401
+from sentinel.core.db import Base, make_engine
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    connectable = config.attributes.get("connection")
+    if connectable is not None:
+        context.configure(connection=connectable, target_metadata=target_metadata)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get(
+        "SENTINEL_DATABASE_URL", "sqlite:///./var/sentinel.db"
+    )
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+    engine.dispose()
+
+
+run_migrations_online()

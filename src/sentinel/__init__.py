@@ -1,0 +1,1 @@
+"""Sentinel: an autonomous SRE agent whose every decision is policy-gated and audited."""

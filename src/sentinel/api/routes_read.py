@@ -1,0 +1,77 @@
+"""Read API: incidents, timeline, audit, audit verification."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from sentinel.api.state import Reader, StateDep
+from sentinel.audit import chain as audit_chain
+from sentinel.audit import checkpoint
+from sentinel.audit.models import AuditRecord
+from sentinel.incident import service as incident_service
+from sentinel.incident.schemas import IncidentPage, IncidentRead, TimelineEntry
+
+router = APIRouter(prefix="/api/v1", tags=["read"])
+
+
+@router.get("/incidents", response_model=IncidentPage)
+def list_incidents(
+    state: StateDep,
+    _: Reader,
+    status: str | None = None,
+    service: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> IncidentPage:
+    """Incidents, newest first."""
+    with Session(state.engine) as s:
+        return incident_service.list_page(
+            session=s, status=status, service=service, limit=limit, cursor=cursor
+        )
+
+
+@router.get("/incidents/{incident_id}", response_model=IncidentRead)
+def get_incident(incident_id: str, state: StateDep, _: Reader) -> IncidentRead:
+    """Everything known about one incident."""
+    with Session(state.engine) as s:
+        return incident_service.read(session=s, incident_id=incident_id)
+
+
+@router.get("/incidents/{incident_id}/timeline", response_model=list[TimelineEntry])
+def get_timeline(incident_id: str, state: StateDep, _: Reader) -> list[TimelineEntry]:
+    """The incident's path through the graph, from the audit log."""
+    with Session(state.engine) as s:
+        return incident_service.timeline(session=s, incident_id=incident_id)
+
+
+@router.get("/audit")
+def list_audit(
+    state: StateDep,
+    _: Reader,
+    incident_id: str | None = None,
+    after_seq: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """Audit records in sequence order, as hashed."""
+    q = select(AuditRecord).where(AuditRecord.seq > after_seq)
+    if incident_id:
+        q = q.where(AuditRecord.incident_id == incident_id)
+    with Session(state.engine) as s:
+        rows = list(s.scalars(q.order_by(AuditRecord.seq).limit(limit)))
+    items = [audit_chain.record_view(r) for r in rows]
+    return {"items": items, "next_after_seq": rows[-1].seq if len(rows) == limit else None}
+
+
+@router.get("/audit/verify")
+async def verify_audit(state: StateDep, _: Reader) -> dict[str, object]:
+    """Recompute the chain and check it against the signed checkpoints."""
+    a = state.settings.audit
+    report = await run_in_threadpool(
+        checkpoint.verify, state.engine, a.signing_key_path, a.checkpoint_dir
+    )
+    return report.as_dict()

@@ -1,0 +1,67 @@
+"""Per-app state: settings, engine, the workflow enqueuer and a short-lived token cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from sentinel.auth import service as auth_service
+from sentinel.auth.service import Principal
+from sentinel.core.config import Settings
+from sentinel.flows.runtime import Enqueuer
+
+TOKEN_CACHE_SECONDS = 30.0
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: Engine
+    enqueuer: Enqueuer
+    _cache: dict[str, tuple[float, Principal]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """Resolve a bearer token; positive answers are cached briefly (revocation lag ≤ 30 s)."""
+        key = authorization or ""
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and hit[0] > now:
+                return hit[1]
+        with Session(self.engine) as s:
+            principal = auth_service.authenticate(session=s, authorization=authorization)
+        with self._lock:
+            if len(self._cache) > 10000:
+                self._cache.clear()
+            self._cache[key] = (now + TOKEN_CACHE_SECONDS, principal)
+        return principal
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.sentinel
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+
+
+def _principal(request: Request, state: StateDep) -> Principal:
+    return state.authenticate(request.headers.get("authorization"))
+
+
+CurrentPrincipal = Annotated[Principal, Depends(_principal)]
+
+
+def reader(principal: CurrentPrincipal) -> Principal:
+    principal.require("read")
+    return principal
+
+
+Reader = Annotated[Principal, Depends(reader)]

@@ -1,0 +1,1 @@
+"""The append-only, hash-chained audit log, its signed checkpoints, verify and export."""

@@ -1,0 +1,196 @@
+"""Append to and verify the hash chain: hash_n = SHA-256(0x00 || hash_{n-1} || seq_n || body_n).
+
+Bodies are RFC 8785 canonical JSON; the stored bytes are what is hashed. On PostgreSQL the
+append runs inside ``sentinel_audit_append`` (SECURITY DEFINER, under an advisory lock) so
+appends from many processes serialize; on SQLite the write transaction is BEGIN IMMEDIATE.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import rfc8785
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session
+
+from sentinel.audit.models import AuditRecord
+from sentinel.core.clock import utcnow
+from sentinel.core.ids import new_id
+from sentinel.core.redact import redact
+
+GENESIS = "00" * 32
+
+
+def canonical(obj: Any) -> bytes:
+    """RFC 8785 canonical JSON bytes of a JSON-compatible object."""
+    return bytes(rfc8785.dumps(obj))
+
+
+def chain_hash(prev_hash_hex: str, seq: int, body: bytes) -> str:
+    """The chain link: SHA-256(0x00 || prev || seq as 8-byte big-endian || body), hex."""
+    h = hashlib.sha256()
+    h.update(b"\x00")
+    h.update(bytes.fromhex(prev_hash_hex))
+    h.update(seq.to_bytes(8, "big"))
+    h.update(body)
+    return h.hexdigest()
+
+
+def _jsonable(value: Any) -> Any:
+    """Make details JSON-compatible (datetimes to ISO strings, tuples to lists, floats kept)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    audit_id: str
+    cryptographic_hash: str
+
+
+def append(
+    session: Session,
+    *,
+    actor: str,
+    action_type: str,
+    details: dict[str, Any],
+    incident_id: str | None = None,
+    at: datetime | None = None,
+) -> Appended:
+    """Append one record inside the caller's transaction (it commits with the caller's change)."""
+    audit_id = new_id()
+    ts = (at or utcnow()).isoformat().replace("+00:00", "Z")
+    body = canonical(
+        {
+            "audit_id": audit_id,
+            "timestamp": ts,
+            "actor": str(actor),
+            "action_type": str(action_type),
+            "incident_id": incident_id,
+            "details": redact(_jsonable(details)),
+        }
+    )
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        row = session.execute(
+            text(
+                "SELECT seq, hash FROM sentinel_audit_append("
+                ":audit_id, CAST(:ts AS timestamptz), :actor, :action_type, :incident_id, :body)"
+            ),
+            {
+                "audit_id": audit_id,
+                "ts": ts,
+                "actor": str(actor),
+                "action_type": str(action_type),
+                "incident_id": incident_id,
+                "body": body,
+            },
+        ).one()
+        return Appended(int(row.seq), audit_id, str(row.hash))
+    # SQLite: the transaction began with BEGIN IMMEDIATE, so nobody else appends meanwhile.
+    head = session.execute(
+        select(AuditRecord.seq, AuditRecord.cryptographic_hash)
+        .order_by(AuditRecord.seq.desc())
+        .limit(1)
+    ).first()
+    seq = (head.seq if head else 0) + 1
+    prev = head.cryptographic_hash if head else GENESIS
+    digest = chain_hash(prev, seq, body)
+    session.add(
+        AuditRecord(
+            seq=seq,
+            audit_id=audit_id,
+            timestamp=datetime.fromisoformat(ts.replace("Z", "+00:00")),
+            actor=str(actor),
+            action_type=str(action_type),
+            incident_id=incident_id,
+            body=body,
+            prev_hash=prev,
+            cryptographic_hash=digest,
+        )
+    )
+    session.flush()
+    return Appended(seq, audit_id, digest)
+
+
+def record_view(rec: AuditRecord) -> dict[str, Any]:
+    """The API/export view of a record: its canonical body plus chain fields."""
+    doc: dict[str, Any] = json.loads(rec.body)
+    doc["seq"] = rec.seq
+    doc["prev_hash"] = rec.prev_hash
+    doc["cryptographic_hash"] = rec.cryptographic_hash
+    return doc
+
+
+def iter_records(engine: Engine, *, batch: int = 2000) -> Iterator[AuditRecord]:
+    """Stream every record in sequence order."""
+    last = 0
+    while True:
+        with Session(engine) as s:
+            rows = list(
+                s.scalars(
+                    select(AuditRecord)
+                    .where(AuditRecord.seq > last)
+                    .order_by(AuditRecord.seq)
+                    .limit(batch)
+                )
+            )
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+
+
+@dataclass
+class ChainReport:
+    """Outcome of a chain walk: ok, count, head, and the first bad record with why."""
+
+    ok: bool
+    records: int
+    head: str
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    hashes: dict[int, str] = field(default_factory=dict, repr=False)
+
+
+def walk_chain(engine: Engine, *, want_hashes_at: set[int] | None = None) -> ChainReport:
+    """Recompute every link; report the first record whose bytes, link or fields disagree."""
+    want = want_hashes_at or set()
+    prev = GENESIS
+    expected_seq = 1
+    count = 0
+    hashes: dict[int, str] = {}
+    for rec in iter_records(engine):
+        bad = _check(rec, prev, expected_seq)
+        if bad:
+            return ChainReport(False, count, prev, rec.seq, bad, hashes)
+        prev = rec.cryptographic_hash
+        if rec.seq in want:
+            hashes[rec.seq] = prev
+        expected_seq += 1
+        count += 1
+    return ChainReport(True, count, prev, None, None, hashes)
+
+
+def _check(rec: AuditRecord, prev: str, expected_seq: int) -> str | None:
+    if rec.seq != expected_seq:
+        return f"sequence gap: expected {expected_seq}, found {rec.seq} (records removed)"
+    if rec.prev_hash != prev:
+        return "prev_hash does not match the previous record's hash"
+    if chain_hash(prev, rec.seq, bytes(rec.body)) != rec.cryptographic_hash:
+        return "hash does not match the record's bytes (record altered)"
+    try:
+        doc = json.loads(rec.body)
+    except ValueError:
+        return "body is not JSON"
+    if canonical(doc) != bytes(rec.body):
+        return "body is not in RFC 8785 canonical form"
+    for col in ("audit_id", "actor", "action_type", "incident_id"):
+        if doc.get(col) != getattr(rec, col):
+            return f"column {col} disagrees with the hashed body"
+    return None

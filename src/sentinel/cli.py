@@ -1,0 +1,185 @@
+"""The ``sentinel`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sentinel.core.config import Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Sentinel, the autonomous SRE agent.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+users_app = typer.Typer(no_args_is_help=True, help="Users and tokens.")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(audit_app, name="audit")
+
+ConfigOpt = Annotated[str | None, typer.Option("--config", help="YAML configuration file")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document")]
+
+
+def _settings(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except Exception as exc:  # noqa: BLE001 - show configuration errors plainly
+        typer.echo(f"error: invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None
+) -> None:
+    """API + worker in one process (the embedded default)."""
+    import uvicorn
+
+    from sentinel.api.app import create_app
+    from sentinel.bootstrap import upgrade_database
+
+    s = _settings(config)
+    _logging(s)
+    upgrade_database(s)
+    uvicorn.run(create_app(s, with_worker=True), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def api(host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None) -> None:
+    """API only (scale-out: any number against one PostgreSQL)."""
+    import uvicorn
+
+    from sentinel.api.app import create_app
+    from sentinel.bootstrap import upgrade_database
+
+    s = _settings(config)
+    _logging(s)
+    upgrade_database(s)
+    uvicorn.run(create_app(s, with_worker=False), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def worker(config: ConfigOpt = None) -> None:
+    """Worker only: runs incident workflows (give each a stable SENTINEL_WORKER__EXECUTOR_ID)."""
+    from sentinel.worker.main import run
+
+    s = _settings(config)
+    _logging(s)
+    run(s)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOpt = None) -> None:
+    """Apply migrations (Sentinel's tables and the workflow engine's)."""
+    from sentinel.bootstrap import upgrade_database
+
+    upgrade_database(_settings(config))
+    typer.echo("database is at head")
+
+
+@users_app.command("create")
+def users_create(
+    name: str,
+    role: Annotated[str, typer.Option(help="ingest | viewer | responder | approver | admin")],
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a user and print its token once."""
+    from sentinel.audit import chain as audit
+    from sentinel.audit.models import ActionType, Actor
+    from sentinel.auth import service as auth_service
+    from sentinel.bootstrap import upgrade_database
+    from sentinel.core.db import make_engine, transaction
+    from sentinel.core.errors import SentinelError
+
+    s = _settings(config)
+    upgrade_database(s)
+    engine = make_engine(s.database_url)
+    try:
+        with transaction(engine) as session:
+            user, token = auth_service.create_user(session=session, name=name, role=role)
+            audit.append(
+                session,
+                actor=Actor.HUMAN_USER,
+                action_type=ActionType.USER_ADMIN,
+                details={"op": "user_created", "name": name, "role": user.role},
+            )
+    except SentinelError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    if as_json:
+        typer.echo(json.dumps({"user_id": user.user_id, "name": name, "role": user.role, "token": token}))
+    else:
+        typer.echo(f"created {role} user {name!r}; token (shown once):\n{token}")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Recompute the chain and check the signed checkpoints; exit 1 at the first bad record."""
+    from sentinel.audit import checkpoint
+    from sentinel.core.db import make_engine
+
+    s = _settings(config)
+    engine = make_engine(s.database_url)
+    report = checkpoint.verify(engine, s.audit.signing_key_path, s.audit.checkpoint_dir)
+    engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(report.as_dict()))
+    elif report.ok:
+        typer.echo(
+            f"OK: {report.records} records, head {report.head}, {report.checkpoints} signed checkpoints hold"
+        )
+    else:
+        typer.echo(f"FAILED at seq {report.first_bad_seq}: {report.reason}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(config: ConfigOpt = None) -> None:
+    """Sign the current chain head now."""
+    from sentinel.audit import checkpoint
+    from sentinel.core.db import make_engine
+
+    s = _settings(config)
+    engine = make_engine(s.database_url)
+    cp = checkpoint.write_checkpoint(engine, s.audit.signing_key_path, s.audit.checkpoint_dir)
+    engine.dispose()
+    typer.echo("audit log is empty" if cp is None else f"signed seq {cp.size} -> {cp.path}")
+
+
+@audit_app.command("export")
+def audit_export(
+    fmt: Annotated[str, typer.Option("--format", help="jsonl")] = "jsonl",
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Export every record (canonical body plus chain fields) as JSON lines."""
+    from sentinel.audit import chain
+    from sentinel.core.db import make_engine
+
+    if fmt != "jsonl":
+        typer.echo("error: only --format jsonl is supported", err=True)
+        raise typer.Exit(2)
+    s = _settings(config)
+    engine = make_engine(s.database_url)
+    out = output.open("w") if output else sys.stdout
+    n = 0
+    for rec in chain.iter_records(engine):
+        out.write(json.dumps(chain.record_view(rec), separators=(",", ":")) + "\n")
+        n += 1
+    if output:
+        out.close()
+        typer.echo(f"exported {n} records to {output}", err=True)
+    engine.dispose()

@@ -1,0 +1,132 @@
+"""Settings: the only place that reads the environment (SENTINEL_*, nested with __) or a YAML file."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+
+class IngestSettings(BaseModel):
+    """Alert ingestion limits and grouping."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    group_window_seconds: int = Field(default=600, ge=0)
+
+
+class PrometheusSettings(BaseModel):
+    """Where the Prometheus HTTP API lives and which series describe a service."""
+
+    url: str | None = None
+    timeout_seconds: float = 5.0
+    lookback_seconds: int = 900
+    step_seconds: int = 15
+    max_series: int = 50
+    max_points: int = 20000
+    # $service is replaced by the alert's service label value (escaped).
+    service_queries: dict[str, str] = Field(
+        default_factory=lambda: {
+            "up": 'up{job="$service"}',
+            "request_rate": 'sum(rate(http_requests_total{service="$service"}[1m]))',
+            "error_rate": 'sum(rate(http_requests_total{service="$service",code=~"5.."}[1m]))',
+            "cpu": 'sum(rate(process_cpu_seconds_total{job="$service"}[1m]))',
+            "memory": 'sum(process_resident_memory_bytes{job="$service"})',
+        }
+    )
+
+
+class WorkerSettings(BaseModel):
+    """Durable workflow worker: identity, version pin, concurrency, liveness."""
+
+    executor_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-0")
+    app_version: str = "sentinel-wf-1"
+    concurrency: int = Field(default=4, ge=1)
+    heartbeat_seconds: float = Field(default=2.0, gt=0)
+    dead_after_seconds: float = Field(default=15.0, gt=0)
+    # Test/ops hook: SIGKILL this process right after the named step commits (never set in prod).
+    crash_after_step: str | None = None
+
+
+class AuditSettings(BaseModel):
+    """Where signed checkpoints and the signing key live (outside the database)."""
+
+    checkpoint_dir: Path = Path("./var/audit-checkpoints")
+    signing_key_path: Path = Path("./var/audit-signing.key")
+    checkpoint_every: int = Field(default=100, ge=1)
+
+
+class NotifySettings(BaseModel):
+    """Generic escalation webhook (Slack and PagerDuty arrive in their own issue)."""
+
+    webhook_url: str | None = None
+    webhook_timeout_seconds: float = 5.0
+
+
+class Settings(BaseSettings):
+    """All of Sentinel's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SENTINEL_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    database_url: str = "sqlite:///./var/sentinel.db"
+    environment: str = "prod"
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    session_secret: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        if not (v.startswith("sqlite") or v.startswith("postgresql")):
+            raise ValueError("database_url must be sqlite:///... or postgresql+psycopg://...")
+        return v
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    """Values from the YAML file named by SENTINEL_CONFIG (lowest precedence)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = os.environ.get("SENTINEL_CONFIG")
+        if not path:
+            return {}
+        data = yaml.safe_load(Path(path).read_text())
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: the configuration file must hold a mapping")
+        return data
+
+
+def load_settings(config_file: str | None = None, **overrides: Any) -> Settings:
+    """Build the settings once (env > YAML file > defaults)."""
+    if config_file:
+        os.environ["SENTINEL_CONFIG"] = config_file
+    return Settings(**overrides)

@@ -1,0 +1,31 @@
+"""Secret redaction for anything that reaches logs, prompts or the audit log."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+_SECRET_KEY = re.compile(
+    r"(pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|credential|private[_-]?key)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(
+    r"(Bearer\s+[A-Za-z0-9._~+/=-]{8,}|snt_[A-Za-z0-9_-]{16,}|AKIA[0-9A-Z]{16}"
+    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
+    r"|xox[abpr]-[A-Za-z0-9-]{10,})"
+)
+REDACTED = "[REDACTED]"
+
+
+def redact(value: Any) -> Any:
+    """Return a copy with secret-looking keys' values and secret-shaped strings masked."""
+    if isinstance(value, dict):
+        return {
+            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    return value

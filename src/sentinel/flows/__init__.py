@@ -1,0 +1,1 @@
+"""The incident workflow (the spec's agent graph) on a durable runtime."""

@@ -1,0 +1,47 @@
+"""The adapters a running worker uses, set once by bootstrap (workflow functions are module-level)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+
+from sentinel.core.config import Settings
+from sentinel.flows.ports import (
+    Analyzer,
+    ContextPort,
+    Executor,
+    Notifier,
+    Planner,
+    PolicyGate,
+    Verifier,
+)
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    engine: Engine
+    context_sources: list[ContextPort] = field(default_factory=list)
+    analyzer: Analyzer | None = None
+    planner: Planner | None = None
+    policy: PolicyGate | None = None
+    executor: Executor | None = None
+    verifier: Verifier | None = None
+    notifier: Notifier | None = None
+
+
+_deps: Deps | None = None
+
+
+def configure(deps: Deps) -> None:
+    """Install the process's adapters (bootstrap calls this before the worker starts)."""
+    global _deps
+    _deps = deps
+
+
+def get() -> Deps:
+    """The installed adapters; fails loudly if bootstrap did not run."""
+    if _deps is None:
+        raise RuntimeError("flows.deps.configure() was not called")
+    return _deps

@@ -1,0 +1,61 @@
+"""Ports the workflow steps talk to. Adapters satisfy them structurally (no import of flows needed)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from sentinel.context.base import ContextRequest, SourceResult
+
+
+class ContextPort(Protocol):
+    name: str
+
+    def gather(self, request: ContextRequest) -> SourceResult: ...
+
+
+class Analyzer(Protocol):
+    """Root-cause analysis over the incident and its snapshot; returns an RCA document."""
+
+    name: str
+
+    def analyze(self, incident: dict[str, Any], snapshot: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Planner(Protocol):
+    """Proposes one catalog action (or none) for an incident; proposes only, never acts."""
+
+    name: str
+
+    def plan(
+        self, incident: dict[str, Any], rca: dict[str, Any] | None, snapshot: dict[str, Any]
+    ) -> dict[str, Any] | None: ...
+
+
+class PolicyGate(Protocol):
+    """Reads facts deterministically and returns the policy's Decision for a proposal."""
+
+    def decide(self, proposal: dict[str, Any], incident: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Executor(Protocol):
+    """Runs one approved action; reconcile says whether it already happened (None: can't tell)."""
+
+    def execute(self, action: dict[str, Any], idempotency_key: str) -> dict[str, Any]: ...
+
+    def reconcile(self, action: dict[str, Any], idempotency_key: str) -> dict[str, Any] | None: ...
+
+
+class Verifier(Protocol):
+    """Checks whether the incident's signal recovered."""
+
+    def check(self, incident: dict[str, Any]) -> dict[str, Any]: ...
+
+
+class Notifier(Protocol):
+    """Tells humans; reconcile says whether a delivery already happened (None: can't tell)."""
+
+    name: str
+
+    def send(self, event: dict[str, Any], idempotency_key: str) -> dict[str, Any]: ...
+
+    def reconcile(self, idempotency_key: str) -> bool | None: ...

@@ -1,0 +1,1 @@
+"""Telling humans: a generic webhook now; Slack, PagerDuty and post-mortems later."""

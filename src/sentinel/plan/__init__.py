@@ -1,0 +1,1 @@
+"""Remediation plans: what was proposed, the policy's decision, and its execution."""

@@ -1,0 +1,1 @@
+"""The worker process: runs incident workflows and writes signed audit checkpoints."""

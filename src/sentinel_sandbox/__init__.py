@@ -1,0 +1,1 @@
+"""Simulated microservice cluster for demos, tests and benchmarks (never imported by sentinel)."""
