@@ -12,7 +12,9 @@ import typer
 
 from sentinel.core.config import Settings, load_settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="Sentinel, the autonomous SRE agent.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Sentinel, the autonomous SRE agent."
+)
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 users_app = typer.Typer(no_args_is_help=True, help="Users and tokens.")
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log.")
@@ -39,9 +41,7 @@ def _logging(settings: Settings) -> None:
 
 
 @app.command()
-def serve(
-    host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None
-) -> None:
+def serve(host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None) -> None:
     """API + worker in one process (the embedded default)."""
     import uvicorn
 
@@ -120,7 +120,9 @@ def users_create(
     finally:
         engine.dispose()
     if as_json:
-        typer.echo(json.dumps({"user_id": user.user_id, "name": name, "role": user.role, "token": token}))
+        typer.echo(
+            json.dumps({"user_id": user.user_id, "name": name, "role": user.role, "token": token})
+        )
     else:
         typer.echo(f"created {role} user {name!r}; token (shown once):\n{token}")
 
@@ -183,3 +185,7 @@ def audit_export(
         out.close()
         typer.echo(f"exported {n} records to {output}", err=True)
     engine.dispose()
+
+
+if __name__ == "__main__":
+    app()

@@ -99,7 +99,9 @@ async def alertmanager(request: Request) -> JSONResponse:
             ]
             raise BadRequest("not a valid Alertmanager v4 webhook payload", details) from exc
         alerts = normalize_alertmanager(payload)
-        ids = await run_in_threadpool(store_alerts, state, alerts, raw, "alertmanager", principal.name)
+        ids = await run_in_threadpool(
+            store_alerts, state, alerts, raw, "alertmanager", principal.name
+        )
     for a in alerts:
         ALERTS_RECEIVED.labels("alertmanager", a.status).inc()
     return JSONResponse(status_code=202, content={"accepted": len(alerts), "incident_ids": ids})

@@ -15,8 +15,16 @@ from sentinel.audit import checkpoint
 from sentinel.audit.models import AuditRecord
 from sentinel.incident import service as incident_service
 from sentinel.incident.schemas import IncidentPage, IncidentRead, TimelineEntry
+from sentinel.plan import service as plan_service
+from sentinel.plan.schemas import PlanRead
 
 router = APIRouter(prefix="/api/v1", tags=["read"])
+
+
+class IncidentDetail(IncidentRead):
+    """An incident with everything other domains recorded about it."""
+
+    plans: list[PlanRead]
 
 
 @router.get("/incidents", response_model=IncidentPage)
@@ -35,11 +43,13 @@ def list_incidents(
         )
 
 
-@router.get("/incidents/{incident_id}", response_model=IncidentRead)
-def get_incident(incident_id: str, state: StateDep, _: Reader) -> IncidentRead:
+@router.get("/incidents/{incident_id}", response_model=IncidentDetail)
+def get_incident(incident_id: str, state: StateDep, _: Reader) -> IncidentDetail:
     """Everything known about one incident."""
     with Session(state.engine) as s:
-        return incident_service.read(session=s, incident_id=incident_id)
+        inc = incident_service.read(session=s, incident_id=incident_id)
+        plans = plan_service.plans_of(session=s, incident_id=incident_id)
+    return IncidentDetail(**inc.model_dump(), plans=plans)
 
 
 @router.get("/incidents/{incident_id}/timeline", response_model=list[TimelineEntry])

@@ -154,7 +154,9 @@ def verify(engine: Engine, key_path: Path | None, directory: Path | None) -> Ver
         files = sorted(directory.glob("checkpoint-*.note"))
         if files:
             if not key_path.exists():
-                return VerifyReport(False, 0, "", None, "checkpoints exist but the key is missing", 0)
+                return VerifyReport(
+                    False, 0, "", None, "checkpoints exist but the key is missing", 0
+                )
             pub = load_or_create_key(key_path).public_key()
             for f in files:
                 try:

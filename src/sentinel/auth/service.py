@@ -59,7 +59,9 @@ def create_user(*, session: Session, name: str, role: str) -> tuple[User, str]:
     try:
         role_enum = Role(role)
     except ValueError as exc:
-        raise BadRequest(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}") from exc
+        raise BadRequest(
+            f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}"
+        ) from exc
     if not name or len(name) > 255:
         raise BadRequest("a user name is 1 to 255 characters")
     if session.scalar(select(User).where(User.name == name)) is not None:

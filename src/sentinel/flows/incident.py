@@ -75,9 +75,9 @@ def gather_source(incident_id: str, source: str, standardized: dict[str, Any]) -
     """Read one context source (read-only; a failure is a recorded partial result)."""
     src = next((c for c in flow_deps.get().context_sources if c.name == source), None)
     if src is None:
-        return SourceResult(source=source, ok=False, error="source no longer configured").model_dump(
-            mode="json"
-        )
+        return SourceResult(
+            source=source, ok=False, error="source no longer configured"
+        ).model_dump(mode="json")
     req = ContextRequest(
         incident_id=incident_id,
         service=standardized["service"],

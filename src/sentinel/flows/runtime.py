@@ -32,8 +32,15 @@ APP_NAME = "sentinel"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-workflow: Callable[..., Callable[[F], F]] = DBOS.workflow
-step: Callable[..., Callable[[F], F]] = DBOS.step
+
+def workflow(*, name: str) -> Callable[[F], F]:
+    """Declare a durable workflow under a stable name (names are part of the stored state)."""
+    return DBOS.workflow(name=name)  # type: ignore[return-value]
+
+
+def step(*, name: str) -> Callable[[F], F]:
+    """Declare a checkpointed step (its output is stored; it is not re-run once recorded)."""
+    return DBOS.step(name=name)  # type: ignore[return-value]
 
 
 def durable_sleep(seconds: float) -> None:
@@ -87,7 +94,9 @@ class Enqueuer:
                 )
             return self._client
 
-    def enqueue_in(self, session: Session, workflow_name: str, workflow_id: str, *args: Any) -> None:
+    def enqueue_in(
+        self, session: Session, workflow_name: str, workflow_id: str, *args: Any
+    ) -> None:
         """Enqueue inside the caller's transaction: it exists iff the caller commits."""
         self._get().enqueue_in_transaction(
             session,

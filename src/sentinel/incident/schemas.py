@@ -67,22 +67,6 @@ class SnapshotRead(BaseModel):
     size_bytes: int
 
 
-class PlanRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    plan_id: str
-    proposed_action: str
-    target_resource: str
-    params: dict[str, Any]
-    reasoning: str | None
-    planner: str
-    risk_level: str
-    decision: dict[str, Any] | None
-    human_approved: bool | None
-    execution_status: str
-    created_at: datetime
-
-
 class IncidentRead(IncidentSummary):
     source_alert: dict[str, Any]
     enriched_context: dict[str, Any] | None
@@ -91,7 +75,6 @@ class IncidentRead(IncidentSummary):
     escalation_reason: str | None
     alerts: list[AlertRead]
     context_snapshots: list[SnapshotRead]
-    plans: list[PlanRead]
 
 
 class IncidentPage(BaseModel):

@@ -30,11 +30,9 @@ from sentinel.incident.schemas import (
     IncidentPage,
     IncidentRead,
     IncidentSummary,
-    PlanRead,
     SnapshotRead,
     TimelineEntry,
 )
-from sentinel.plan.models import RemediationPlan
 
 _OPEN = [s.value for s in OPEN_STATUSES]
 
@@ -54,9 +52,7 @@ def _lock_services(session: Session, services: list[str]) -> None:
     from sqlalchemy import text
 
     for svc in sorted(set(services)):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(7262730002, hashtext(:s))"), {"s": svc}
-        )
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 7262730002))"), {"s": svc})
 
 
 def ingest_alerts(
@@ -96,7 +92,7 @@ def _ingest_one(
         .order_by(Incident.status.in_(_OPEN).desc(), Alert.last_received_at.desc())
         .limit(1)
     ).first()
-    if a.status == AlertStatus.RESOLVED:
+    if a.status == "resolved":
         if existing is None:
             return None  # never saw it fire; the delivery itself is in the audit log
         alert, incident = existing
@@ -113,7 +109,7 @@ def _ingest_one(
         alert.resolved_at = None
         incident.last_alert_at = now
         return incident.incident_id
-    incident = session.scalar(
+    grouped = session.scalar(
         select(Incident)
         .where(
             Incident.service == a.service,
@@ -123,7 +119,7 @@ def _ingest_one(
         .order_by(Incident.created_at.desc())
         .limit(1)
     )
-    if incident is None:
+    if grouped is None:
         incident = Incident(
             status=IncidentStatus.OPEN,
             service=a.service,
@@ -153,6 +149,7 @@ def _ingest_one(
             details={"service": a.service, "alertname": a.alertname, "fingerprint": a.fingerprint},
         )
     else:
+        incident = grouped
         incident.last_alert_at = now
     session.add(
         Alert(
@@ -262,7 +259,11 @@ def list_page(
             q.order_by(Incident.created_at.desc(), Incident.incident_id.desc()).limit(limit + 1)
         )
     )
-    nxt = _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].incident_id) if len(rows) > limit else None
+    nxt = (
+        _encode_cursor(rows[limit - 1].created_at, rows[limit - 1].incident_id)
+        if len(rows) > limit
+        else None
+    )
     return IncidentPage(
         items=[IncidentSummary.model_validate(r) for r in rows[:limit]], next_cursor=nxt
     )
@@ -276,11 +277,6 @@ def read(*, session: Session, incident_id: str) -> IncidentRead:
         .where(ContextSnapshot.incident_id == incident_id)
         .order_by(ContextSnapshot.created_at)
     )
-    plans = session.scalars(
-        select(RemediationPlan)
-        .where(RemediationPlan.incident_id == incident_id)
-        .order_by(RemediationPlan.created_at)
-    )
     base = IncidentSummary.model_validate(inc).model_dump()
     return IncidentRead(
         **base,
@@ -289,9 +285,10 @@ def read(*, session: Session, incident_id: str) -> IncidentRead:
         rca_hypothesis=inc.rca_hypothesis,
         rca=inc.rca,
         escalation_reason=inc.escalation_reason,
-        alerts=[AlertRead.model_validate(a) for a in alerts_of(session=session, incident_id=incident_id)],
+        alerts=[
+            AlertRead.model_validate(a) for a in alerts_of(session=session, incident_id=incident_id)
+        ],
         context_snapshots=[SnapshotRead.model_validate(s) for s in snaps],
-        plans=[PlanRead.model_validate(p) for p in plans],
     )
 
 

@@ -93,4 +93,3 @@ def normalize_alertmanager(payload: AlertmanagerWebhook) -> list[AlertIn]:
             )
         )
     return out
-

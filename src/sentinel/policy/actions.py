@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 
-_RISK_ORDER = ("SAFE", "WARNING", "CRITICAL")
+_RISK_RANK = {"SAFE": 0, "WARNING": 1, "CRITICAL": 2}
 
 
 class RiskLevel(StrEnum):
@@ -82,28 +82,28 @@ class RiskLevel(StrEnum):
     @property
     def rank(self) -> int:
         """Position in the order SAFE (0) < WARNING (1) < CRITICAL (2)."""
-        return _RISK_ORDER.index(self.value)
+        return _RISK_RANK[self]
 
     # str would compare alphabetically (CRITICAL < SAFE); compare by rank instead.
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, RiskLevel):
             return NotImplemented
-        return self.rank < other.rank
+        return _RISK_RANK[self] < _RISK_RANK[other]
 
     def __le__(self, other: object) -> bool:
         if not isinstance(other, RiskLevel):
             return NotImplemented
-        return self.rank <= other.rank
+        return _RISK_RANK[self] <= _RISK_RANK[other]
 
     def __gt__(self, other: object) -> bool:
         if not isinstance(other, RiskLevel):
             return NotImplemented
-        return self.rank > other.rank
+        return _RISK_RANK[self] > _RISK_RANK[other]
 
     def __ge__(self, other: object) -> bool:
         if not isinstance(other, RiskLevel):
             return NotImplemented
-        return self.rank >= other.rank
+        return _RISK_RANK[self] >= _RISK_RANK[other]
 
 
 class ActionId(StrEnum):
@@ -165,7 +165,8 @@ class Action(BaseModel):
 
     def params(self) -> dict[str, Any]:
         """The parameters as plain JSON values (every field, None included)."""
-        return self.model_dump(mode="json")
+        # Every field is a str, an int or None, so the field dict is already JSON.
+        return dict(self.__dict__)
 
     def digest(self) -> str:
         """SHA-256 hex of the canonical JSON of {action_id, params}; approvals bind to it."""
@@ -434,11 +435,15 @@ def parse_proposal(proposal: ProposedAction) -> Action | ProposalError:
         )
 
 
+# One encoder, built once: json.dumps with options builds a new one per call.
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+
+
 def canonical_json(value: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, no spaces, UTF-8 (RFC 8785 for catalog params)."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8", "surrogatepass")
+    return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
 
 
 def _sha256(data: bytes) -> str:

@@ -312,10 +312,11 @@ class _Evaluation:
         floor = action.static_risk()
         configured = self.doc.risk_overrides.get(action.action_id, floor)
         self.risk = max(floor, configured)
-        detail = f"{action.action_id.value} is in the catalog; risk {self.risk.value}"
-        if configured < floor:
-            detail += f" (override {configured.value} ignored: below the floor {floor.value})"
-        self._step("catalog", StepStatus.PASS, detail)
+        if self.steps is not None:
+            detail = f"{action.action_id} is in the catalog; risk {self.risk}"
+            if configured < floor:
+                detail += f" (override {configured} ignored: below the floor {floor})"
+            self._step("catalog", StepStatus.PASS, detail)
 
         if action.read_only:
             self.reasons.append(f"{action.action_id.value} is read-only")
@@ -332,13 +333,15 @@ class _Evaluation:
                 ),
             )
         self.mode = env.mode
-        self._step("environment", StepStatus.PASS, f"{self.facts.environment}: mode {env.mode}")
+        if self.steps is not None:
+            self._step("environment", StepStatus.PASS, f"{self.facts.environment}: mode {env.mode}")
 
         resolved = _resolve(action, self.facts.inventory)
         if isinstance(resolved, _Denied):
             return self._deny("inventory", resolved)
         self.service = resolved.service
-        self._step("inventory", StepStatus.PASS, f"{resolved.what} exists")
+        if self.steps is not None:
+            self._step("inventory", StepStatus.PASS, f"{resolved.what} exists")
 
         denied = (
             self._check_namespace(resolved)
@@ -375,7 +378,8 @@ class _Evaluation:
                     "namespace",
                     _Denied("guard.denied_namespace", f"namespace {ns} is deny-listed ({pattern})"),
                 )
-        self._step("namespace", StepStatus.PASS, f"namespace {ns} is not deny-listed")
+        if self.steps is not None:
+            self._step("namespace", StepStatus.PASS, f"namespace {ns} is not deny-listed")
         return None
 
     def _check_protected(self, resolved: _Resolved) -> Decision | None:
@@ -404,7 +408,8 @@ class _Evaluation:
                 self.matched_rule = rule
                 if rule.effect is RuleEffect.DENY:
                     return self._deny("rules", _Denied(rule.id, f"denied by rule {rule.id}"))
-                self._step("rules", StepStatus.PASS, f"rule {rule.id}: {rule.effect}", rule.id)
+                if self.steps is not None:
+                    self._step("rules", StepStatus.PASS, f"rule {rule.id}: {rule.effect}", rule.id)
                 return None
         return self._deny("rules", _Denied("default.deny", "no rule allows this action"))
 
@@ -453,19 +458,21 @@ class _Evaluation:
                 elif limit.per is RateLimitScope.SERVICE:
                     hit = past.service == self.service
                 else:
-                    hit = past.action_id == action.action_id.value
+                    hit = past.action_id == action.action_id
                 count += hit
-            key = {
-                RateLimitScope.TARGET: f"target {self.target}",
-                RateLimitScope.SERVICE: f"service {self.service}",
-                RateLimitScope.ACTION: f"action {action.action_id.value}",
-            }[limit.per]
-            detail = f"{count} of max {limit.max} in {limit.window_seconds}s for {key}"
-            if count >= limit.max:
-                return self._deny(
-                    "rate limit", _Denied(limit.id, f"rate limit {limit.id}: {detail}")
+            if count >= limit.max or self.steps is not None:
+                detail = f"{count} of max {limit.max} in {limit.window_seconds}s for " + (
+                    f"target {self.target}"
+                    if limit.per is RateLimitScope.TARGET
+                    else f"service {self.service}"
+                    if limit.per is RateLimitScope.SERVICE
+                    else f"action {action.action_id}"
                 )
-            self._step("rate limit", StepStatus.PASS, detail, limit.id)
+                if count >= limit.max:
+                    return self._deny(
+                        "rate limit", _Denied(limit.id, f"rate limit {limit.id}: {detail}")
+                    )
+                self._step("rate limit", StepStatus.PASS, detail, limit.id)
         return None
 
     def _check_blast_radius(self, action: Action, resolved: _Resolved) -> Decision | None:

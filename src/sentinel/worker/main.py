@@ -37,7 +37,9 @@ class CheckpointWriter:
         )
         if due:
             cp = checkpoint.write_checkpoint(
-                self.engine, self.settings.audit.signing_key_path, self.settings.audit.checkpoint_dir
+                self.engine,
+                self.settings.audit.signing_key_path,
+                self.settings.audit.checkpoint_dir,
             )
             if cp is not None:
                 self._last_seq, self._last_time = cp.size, time.monotonic()

@@ -1,0 +1,48 @@
+# Sentinel — `make demo` and `make test` do all set-up on a fresh machine.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+APT_PACKAGES := prometheus prometheus-alertmanager
+PG_VERSION = $(shell ls /etc/postgresql 2>/dev/null | head -1)
+
+.PHONY: help deps sysdeps services demo test lint fmt bench-ingest clean
+
+help: ## Show the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
+
+deps: ## Install uv (if missing) and the locked Python dependencies
+	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
+	@$(UV) sync --frozen --quiet
+
+sysdeps: ## Install the Debian packages the tests use (prometheus, alertmanager), when missing
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+services: ## Start PostgreSQL and Redis when they are down
+	@pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || pg_ctlcluster --skip-systemctl-redirect $(PG_VERSION) main start
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no
+	@for i in $$(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+
+lint: deps ## ruff, mypy --strict on src/, import-linter layer contracts
+	$(UV) run ruff check src tests bench
+	$(UV) run ruff format --check src tests bench
+	$(UV) run mypy
+	$(UV) run lint-imports
+
+fmt: deps ## Format and auto-fix
+	$(UV) run ruff format src tests bench
+	$(UV) run ruff check --fix src tests bench
+
+test: deps sysdeps services lint ## Everything: set-up, lint, then pytest against the real services
+	$(UV) run pytest -q
+
+demo: deps ## Run Sentinel on the embedded default (SQLite, in-process worker) and watch an incident
+	$(UV) run sentinel demo
+
+bench-ingest: deps services ## Alertmanager endpoint throughput/latency vs a bare Starlette endpoint
+	$(UV) run python bench/ingest/run.py
+
+clean: ## Remove local state (var/, caches)
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

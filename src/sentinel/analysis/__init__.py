@@ -1,0 +1,1 @@
+"""Root-cause analysis: the deterministic causal engine and the optional LLM analyst."""

@@ -1,0 +1,1 @@
+"""Deterministic causal RCA over metrics and change events."""

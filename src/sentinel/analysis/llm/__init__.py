@@ -1,0 +1,1 @@
+"""The LLM analyst/planner (model-agnostic, read-only tools, typed output)."""

@@ -1,0 +1,1 @@
+"""Executors: the only code that changes production (Kubernetes, Redis, SSH, AWS, dry-run)."""

@@ -1,0 +1,206 @@
+"""Alertmanager ingestion on SQLite and PostgreSQL: durable 202, dedupe, grouping, resolve, 4xx."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sentinel.api.app import create_app
+from sentinel.audit.models import AuditRecord
+from sentinel.auth import service as auth_service
+from sentinel.bootstrap import upgrade_database
+from sentinel.core.config import Settings
+from sentinel.core.db import make_engine, transaction
+from sentinel.incident.models import Alert, Incident
+from tests.conftest import am_alert, am_payload
+
+URL = "/api/v1/alerts/alertmanager"
+
+
+@pytest.fixture
+def env(db_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    settings = Settings(
+        database_url=db_url,
+        ingest={"max_body_bytes": 64 * 1024, "group_window_seconds": 600},
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    upgrade_database(settings)
+    engine = make_engine(db_url)
+    with transaction(engine) as s:
+        _, ingest = auth_service.create_user(session=s, name="am", role="ingest")
+        _, viewer = auth_service.create_user(session=s, name="v", role="viewer")
+    app = create_app(settings)
+    with TestClient(app) as client:
+        yield {"client": client, "engine": engine, "ingest": ingest, "viewer": viewer}
+    engine.dispose()
+
+
+def counts(engine: Any) -> tuple[int, int, int]:
+    with Session(engine) as s:
+        return (
+            s.scalar(select(func.count()).select_from(Incident)) or 0,
+            s.scalar(select(func.count()).select_from(Alert)) or 0,
+            s.scalar(select(func.count()).select_from(AuditRecord)) or 0,
+        )
+
+
+def post(env: dict[str, Any], body: Any, token: str | None = "ingest", **kw: Any) -> Any:
+    headers = kw.pop("headers", {})
+    if token:
+        headers["Authorization"] = f"Bearer {env[token] if token in env else token}"
+    if not isinstance(body, bytes | str):
+        body = json.dumps(body)
+    return env["client"].post(URL, content=body, headers=headers)
+
+
+def test_valid_delivery_is_committed_before_202(env: dict[str, Any]) -> None:
+    r = post(env, am_payload(am_alert(fingerprint="fp1", extra_field_ok="x")))
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["accepted"] == 1 and len(body["incident_ids"]) == 1
+    with Session(env["engine"]) as s:
+        inc = s.get(Incident, body["incident_ids"][0])
+        assert inc is not None and inc.status == "OPEN" and inc.service == "checkout"
+        alert = s.scalars(select(Alert)).one()
+        assert alert.fingerprint == "fp1" and alert.starts_at is not None and alert.ends_at is None
+        kinds = [r.action_type for r in s.scalars(select(AuditRecord).order_by(AuditRecord.seq))]
+    assert kinds[-2:] == ["ALERT_INGESTED", "INCIDENT_OPENED"]
+
+
+def test_redelivery_joins_the_open_incident(env: dict[str, Any]) -> None:
+    first = post(env, am_payload(am_alert(fingerprint="same"))).json()["incident_ids"]
+    for _ in range(3):
+        again = post(env, am_payload(am_alert(fingerprint="same"))).json()["incident_ids"]
+        assert again == first
+    with Session(env["engine"]) as s:
+        alert = s.scalars(select(Alert)).one()
+        assert alert.received_count == 4
+    assert counts(env["engine"])[:2] == (1, 1)
+
+
+def test_alerts_of_one_service_group_and_others_do_not(env: dict[str, Any]) -> None:
+    a = post(env, am_payload(am_alert("HighLatency", "checkout"))).json()["incident_ids"]
+    b = post(env, am_payload(am_alert("HighErrorRate", "checkout"))).json()["incident_ids"]
+    c = post(env, am_payload(am_alert("HighErrorRate", "payment"))).json()["incident_ids"]
+    assert a == b and a != c
+    # service label absent: app, then job
+    d = post(env, am_payload({**am_alert(), "labels": {"alertname": "X", "app": "cart"}}))
+    e = post(env, am_payload({**am_alert(), "labels": {"alertname": "Y", "job": "cart"}}))
+    assert d.json()["incident_ids"] == e.json()["incident_ids"]
+    assert counts(env["engine"])[:2] == (3, 5)
+
+
+def test_grouping_window_is_respected(env: dict[str, Any]) -> None:
+    from datetime import timedelta
+
+    first = post(env, am_payload(am_alert("A", "search"))).json()["incident_ids"]
+    with transaction(env["engine"]) as s:
+        inc = s.get(Incident, first[0])
+        assert inc is not None
+        inc.last_alert_at = inc.last_alert_at - timedelta(seconds=601)
+    later = post(env, am_payload(am_alert("B", "search"))).json()["incident_ids"]
+    assert later != first
+
+
+def test_resolved_notification_marks_the_alert_resolved(env: dict[str, Any]) -> None:
+    ids = post(env, am_payload(am_alert(fingerprint="r1"))).json()["incident_ids"]
+    r = post(env, am_payload(am_alert(fingerprint="r1", status="resolved"), status="resolved"))
+    assert r.status_code == 202 and r.json()["incident_ids"] == ids
+    with Session(env["engine"]) as s:
+        alert = s.scalars(select(Alert)).one()
+        assert alert.status == "resolved" and alert.resolved_at is not None
+        assert alert.ends_at is not None and alert.ends_at.year == 2026
+    # a resolved alert we never saw fire opens nothing, but is accepted and audited
+    before = counts(env["engine"])
+    r = post(env, am_payload(am_alert(fingerprint="never", status="resolved"), status="resolved"))
+    assert r.status_code == 202 and r.json()["incident_ids"] == []
+    after = counts(env["engine"])
+    assert after[:2] == before[:2] and after[2] == before[2] + 1
+
+
+BAD_BODIES: list[tuple[str, Any, int, str]] = [
+    ("malformed json", b'{"version": "4", ', 400, "bad_request"),
+    ("not an object", b"[1,2]", 400, "bad_request"),
+    ("empty", b"", 400, "bad_request"),
+    ("wrong version", am_payload(am_alert()) | {"version": "3"}, 400, "bad_request"),
+    ("alerts not a list", am_payload(am_alert()) | {"alerts": {"a": 1}}, 400, "bad_request"),
+    ("no alerts", am_payload(), 400, "bad_request"),
+    ("missing groupKey", {k: v for k, v in am_payload(am_alert()).items() if k != "groupKey"}, 400, "bad_request"),
+    ("label not a string", am_payload({**am_alert(), "labels": {"alertname": "X", "n": 5}}), 400, "bad_request"),
+    ("no alertname", am_payload({**am_alert(), "labels": {"service": "x"}}), 400, "bad_request"),
+    ("bad status", am_payload({**am_alert(), "status": "burning"}), 400, "bad_request"),
+    ("bad startsAt", am_payload({**am_alert(), "startsAt": "yesterday"}), 400, "bad_request"),
+    ("too large", am_payload(am_alert(), ) | {"pad": "x" * 70_000}, 413, "payload_too_large"),
+]
+
+
+@pytest.mark.parametrize("name,body,status,code", BAD_BODIES, ids=[b[0] for b in BAD_BODIES])
+def test_bad_input_is_a_4xx_and_stores_nothing(
+    env: dict[str, Any], name: str, body: Any, status: int, code: str
+) -> None:
+    before = counts(env["engine"])
+    r = post(env, body)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"]
+    assert counts(env["engine"]) == before
+
+
+@pytest.mark.parametrize(
+    "token,status", [(None, 401), ("wrong-token", 401), ("viewer", 403)], ids=["none", "wrong", "scope"]
+)
+def test_auth_failures_store_nothing(env: dict[str, Any], token: str | None, status: int) -> None:
+    before = counts(env["engine"])
+    r = post(env, am_payload(am_alert()), token=token)
+    assert r.status_code == status
+    assert r.json()["error"]["code"] in {"unauthorized", "forbidden"}
+    assert counts(env["engine"]) == before
+
+
+def test_chunked_body_over_limit_is_refused(env: dict[str, Any]) -> None:
+    def gen() -> Iterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 1024
+
+    before = counts(env["engine"])
+    r = env["client"].post(URL, content=gen(), headers={"Authorization": f"Bearer {env['ingest']}"})
+    assert r.status_code == 413
+    assert counts(env["engine"]) == before
+
+
+def test_read_api(env: dict[str, Any]) -> None:
+    for i in range(5):
+        post(env, am_payload(am_alert("A", f"svc{i}")))
+    h = {"Authorization": f"Bearer {env['viewer']}"}
+    c = env["client"]
+    page = c.get("/api/v1/incidents?limit=2", headers=h).json()
+    assert len(page["items"]) == 2 and page["next_cursor"]
+    rest = c.get(f"/api/v1/incidents?limit=10&cursor={page['next_cursor']}", headers=h).json()
+    assert len(rest["items"]) == 3 and rest["next_cursor"] is None
+    ids = {i["incident_id"] for i in page["items"] + rest["items"]}
+    assert len(ids) == 5
+    one = c.get("/api/v1/incidents?service=svc3", headers=h).json()["items"]
+    assert [i["service"] for i in one] == ["svc3"]
+    detail = c.get(f"/api/v1/incidents/{one[0]['incident_id']}", headers=h).json()
+    assert detail["alerts"][0]["alertname"] == "A" and detail["plans"] == []
+    tl = c.get(f"/api/v1/incidents/{one[0]['incident_id']}/timeline", headers=h).json()
+    assert [t["action_type"] for t in tl] == ["INCIDENT_OPENED"]
+    assert c.get("/api/v1/incidents/nope", headers=h).status_code == 404
+    assert c.get("/api/v1/incidents?status=BOGUS", headers=h).status_code == 400
+    assert c.get("/api/v1/incidents?cursor=garbage", headers=h).status_code == 400
+    assert c.get("/api/v1/incidents").status_code == 401
+    assert c.get("/healthz").json() == {"status": "ok"}
+    assert c.get("/readyz").status_code == 200
+    m = c.get("/metrics").text
+    assert 'sentinel_incidents{status="OPEN"} 5.0' in m
+    audit = c.get("/api/v1/audit?limit=3", headers=h).json()
+    assert [r["seq"] for r in audit["items"]] == [1, 2, 3] and audit["next_after_seq"] == 3
+    v = c.get("/api/v1/audit/verify", headers=h).json()
+    assert v["ok"] is True and v["records"] > 5 and v["first_bad_seq"] is None
