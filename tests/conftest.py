@@ -104,7 +104,9 @@ def sentinel_env(db: str, tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    env: dict[str, str], *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     """Run ``sentinel ARGS`` in a subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "sentinel.cli", *args],
@@ -169,7 +171,9 @@ def wait_http(url: str, timeout: float = 60.0, proc: Proc | None = None) -> None
     raise TimeoutError(f"{url} not up after {timeout}s")
 
 
-def wait_for(pred: Any, timeout: float = 60.0, interval: float = 0.2, what: str = "condition") -> Any:
+def wait_for(
+    pred: Any, timeout: float = 60.0, interval: float = 0.2, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         v = pred()
@@ -180,7 +184,7 @@ def wait_for(pred: Any, timeout: float = 60.0, interval: float = 0.2, what: str 
 
 
 def am_payload(
-    *alerts: dict[str, Any], status: str = "firing", group_key: str = "{}:{alertname=\"X\"}"
+    *alerts: dict[str, Any], status: str = "firing", group_key: str = '{}:{alertname="X"}'
 ) -> dict[str, Any]:
     """An Alertmanager v4 webhook body as Alertmanager sends it."""
     return {

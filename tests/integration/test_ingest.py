@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from tests.conftest import am_alert, am_payload
 
 from sentinel.api.app import create_app
 from sentinel.audit.models import AuditRecord
@@ -19,7 +20,6 @@ from sentinel.bootstrap import upgrade_database
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine, transaction
 from sentinel.incident.models import Alert, Incident
-from tests.conftest import am_alert, am_payload
 
 URL = "/api/v1/alerts/alertmanager"
 
@@ -132,12 +132,30 @@ BAD_BODIES: list[tuple[str, Any, int, str]] = [
     ("wrong version", am_payload(am_alert()) | {"version": "3"}, 400, "bad_request"),
     ("alerts not a list", am_payload(am_alert()) | {"alerts": {"a": 1}}, 400, "bad_request"),
     ("no alerts", am_payload(), 400, "bad_request"),
-    ("missing groupKey", {k: v for k, v in am_payload(am_alert()).items() if k != "groupKey"}, 400, "bad_request"),
-    ("label not a string", am_payload({**am_alert(), "labels": {"alertname": "X", "n": 5}}), 400, "bad_request"),
+    (
+        "missing groupKey",
+        {k: v for k, v in am_payload(am_alert()).items() if k != "groupKey"},
+        400,
+        "bad_request",
+    ),
+    (
+        "label not a string",
+        am_payload({**am_alert(), "labels": {"alertname": "X", "n": 5}}),
+        400,
+        "bad_request",
+    ),
     ("no alertname", am_payload({**am_alert(), "labels": {"service": "x"}}), 400, "bad_request"),
     ("bad status", am_payload({**am_alert(), "status": "burning"}), 400, "bad_request"),
     ("bad startsAt", am_payload({**am_alert(), "startsAt": "yesterday"}), 400, "bad_request"),
-    ("too large", am_payload(am_alert(), ) | {"pad": "x" * 70_000}, 413, "payload_too_large"),
+    (
+        "too large",
+        am_payload(
+            am_alert(),
+        )
+        | {"pad": "x" * 70_000},
+        413,
+        "payload_too_large",
+    ),
 ]
 
 
@@ -154,7 +172,9 @@ def test_bad_input_is_a_4xx_and_stores_nothing(
 
 
 @pytest.mark.parametrize(
-    "token,status", [(None, 401), ("wrong-token", 401), ("viewer", 403)], ids=["none", "wrong", "scope"]
+    "token,status",
+    [(None, 401), ("wrong-token", 401), ("viewer", 403)],
+    ids=["none", "wrong", "scope"],
 )
 def test_auth_failures_store_nothing(env: dict[str, Any], token: str | None, status: int) -> None:
     before = counts(env["engine"])

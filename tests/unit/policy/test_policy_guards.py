@@ -160,7 +160,9 @@ def test_protected_target_glob_covers_a_pods_deployment(kit: Any) -> None:
 
 
 def test_default_deny_when_no_rule_matches(kit: Any) -> None:
-    policy = kit.policy(rules=[{"id": "only-redis", "match": {"actions": ["flush_redis_cache"]}, "effect": "allow"}])
+    policy = kit.policy(
+        rules=[{"id": "only-redis", "match": {"actions": ["flush_redis_cache"]}, "effect": "allow"}]
+    )
     decision = _eval(kit, kit.proposal("restart_pod"), policy=policy)
     assert (decision.outcome, decision.rule_id) == (Outcome.DENY, "default.deny")
     assert decision.matched_rule is None
@@ -266,7 +268,9 @@ def test_wildcard_only_key_pattern_counts_as_a_whole_db(kit: Any) -> None:
 # -- rate limits -------------------------------------------------------------------------
 
 
-def _history(kit: Any, n: int, *, target: str, service: str | None, action_id: str, age_s: int = 60):
+def _history(
+    kit: Any, n: int, *, target: str, service: str | None, action_id: str, age_s: int = 60
+):
     return [
         ActionRecord(
             action_id=action_id,
@@ -363,9 +367,7 @@ def test_blast_radius_percent_of_replicas(kit: Any) -> None:
     busy = [PodRef(namespace="shop", name="checkout-8a1b")]
     decision = _eval(kit, kit.proposal("restart_pod"), policy=policy, pods_in_flight=busy)
     assert (decision.outcome, decision.rule_id) == (Outcome.DENY, "guard.blast_radius")
-    assert decision.reasons == [
-        "2 of 4 replicas of checkout would be down at once (max 25% = 1)"
-    ]
+    assert decision.reasons == ["2 of 4 replicas of checkout would be down at once (max 25% = 1)"]
     policy_half = kit.policy(blast_radius={"max_pods": 10, "max_percent": 50})
     ok = _eval(kit, kit.proposal("restart_pod"), policy=policy_half, pods_in_flight=busy)
     assert ok.outcome == Outcome.EXECUTE
@@ -427,9 +429,7 @@ def _freeze(kit: Any, **kw: Any) -> dict[str, Any]:
         ({"end": "2025-06-02T13:00:00+01:00"}, Outcome.EXECUTE, "allow-all"),  # = 12:00Z
     ],
 )
-def test_change_freeze(
-    kit: Any, freeze_kw: dict[str, Any], outcome: Outcome, rule_id: str
-) -> None:
+def test_change_freeze(kit: Any, freeze_kw: dict[str, Any], outcome: Outcome, rule_id: str) -> None:
     policy = kit.policy(freezes=[_freeze(kit, **freeze_kw)])
     decision = _eval(kit, kit.proposal("restart_pod"), policy=policy)
     assert (decision.outcome, decision.rule_id) == (outcome, rule_id)
@@ -531,7 +531,9 @@ def test_reasoning_does_not_change_the_decision(kit: Any) -> None:
 
 
 def test_explain_trace(kit: Any) -> None:
-    policy = kit.policy(rate_limits=[{"id": "rate.t", "per": "target", "max": 3, "window_seconds": 60}])
+    policy = kit.policy(
+        rate_limits=[{"id": "rate.t", "per": "target", "max": 3, "window_seconds": 60}]
+    )
     explanation = explain(kit.proposal("rollback"), kit.facts("prod"), policy)
     assert [(s.check, s.status.value, s.rule_id) for s in explanation.steps] == [
         ("catalog", "pass", None),

@@ -62,7 +62,9 @@ def _policy(kit: Any, variant: str, override: str, mode: str) -> Any:
 
 
 @pytest.mark.parametrize(("variant", "override", "env", "mode"), CASES)
-def test_matrix_without_approval(kit: Any, variant: str, override: str, env: str, mode: str) -> None:
+def test_matrix_without_approval(
+    kit: Any, variant: str, override: str, env: str, mode: str
+) -> None:
     policy = _policy(kit, variant, override, mode)
     decision = evaluate(kit.proposal(variant), kit.facts(env), policy)
     risk, outcome, rule_id, shadow = expected(variant, override, env, mode)
