@@ -217,3 +217,49 @@ def am_alert(
         "generatorURL": "http://prometheus:9090/graph?g0.expr=up+%3D%3D+0&g0.tab=1",
         "fingerprint": fingerprint or uuid.uuid4().hex[:16],
     }
+
+
+class WebhookReceiver:
+    """A local HTTP endpoint that records every POST (body and Idempotency-Key)."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.deliveries: list[dict[str, Any]] = []
+        lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                n = int(self.headers.get("content-length", "0"))
+                body = json.loads(self.rfile.read(n) or b"null")
+                with lock:
+                    outer.deliveries.append(
+                        {"key": self.headers.get("Idempotency-Key"), "body": body}
+                    )
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def keys(self) -> list[str | None]:
+        return [d["key"] for d in self.deliveries]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    r = WebhookReceiver()
+    yield r
+    r.close()

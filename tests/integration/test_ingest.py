@@ -54,7 +54,7 @@ def counts(engine: Any) -> tuple[int, int, int]:
 def post(env: dict[str, Any], body: Any, token: str | None = "ingest", **kw: Any) -> Any:
     headers = kw.pop("headers", {})
     if token:
-        headers["Authorization"] = f"Bearer {env[token] if token in env else token}"
+        headers["Authorization"] = f"Bearer {env.get(token, token)}"
     if not isinstance(body, bytes | str):
         body = json.dumps(body)
     return env["client"].post(URL, content=body, headers=headers)

@@ -224,12 +224,15 @@ def triage_incident(incident_id: str) -> dict[str, Any]:
     rca = root_cause_analysis(incident_id, snapshot)
     plan = remediation_planning(incident_id, rca)
     decision = risk_evaluation(incident_id, plan)
+    missing = [r["reason"] for r in (rca, plan) if r.get("reason")]
     outcome = decision["outcome"]
     if outcome == "EXECUTE":
         # The remediation workflow id is deterministic, so it starts once.
         runtime.enqueue_child(remediate_incident, remediation_workflow_id(incident_id), incident_id)
         return {"outcome": outcome, "next": remediation_workflow_id(incident_id)}
     reason = decision.get("reason") or f"policy outcome {outcome}"
+    if decision.get("reason") and missing:
+        reason = "; ".join(dict.fromkeys([*missing, reason]))
     escalate_to_human(incident_id, reason)
     sent = notify(incident_id, "escalated", reason)
     return {"outcome": "ESCALATED", "reason": reason, "notification": sent["status"]}

@@ -33,7 +33,8 @@ passed every guard; `shadow_outcome` says what autonomous mode would have done
 mode: they change nothing.
 
 Risk is max(the action's catalog risk for its params, the configured override): an
-override can raise the risk, never lower it. An unknown action is reported CRITICAL.
+override can raise the risk, never lower it; read-only tools stay SAFE. An unknown action
+is reported CRITICAL.
 
 An approval is valid when it is bound to this proposal's digest, not used, not expired
 at `facts.now`, given by someone other than the requester for CRITICAL, and the approver
@@ -310,7 +311,10 @@ class _Evaluation:
         self.digest = action.digest()
         self.target = action.target()
         floor = action.static_risk()
-        configured = self.doc.risk_overrides.get(action.action_id, floor)
+        if action.read_only:  # read-only tools change nothing: overrides do not apply
+            configured = floor
+        else:
+            configured = self.doc.risk_overrides.get(action.action_id, floor)
         self.risk = max(floor, configured)
         if self.steps is not None:
             detail = f"{action.action_id} is in the catalog; risk {self.risk}"
@@ -362,8 +366,9 @@ class _Evaluation:
             return self._decide(Outcome.DENY, "catalog.unknown_action")
         action_type = _catalog_type(self.proposal.action_id)
         if action_type is not None:
-            floor = action_type.risk_floor
-            self.risk = max(floor, self.doc.risk_overrides.get(action_type.action_id, floor))
+            floor = self.risk = action_type.risk_floor
+            if not action_type.read_only:
+                self.risk = max(floor, self.doc.risk_overrides.get(action_type.action_id, floor))
         self.reasons.append(error.message)
         self._step("catalog", StepStatus.FAIL, error.message, "catalog.invalid_params")
         return self._decide(Outcome.DENY, "catalog.invalid_params")

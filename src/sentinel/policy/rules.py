@@ -268,6 +268,10 @@ def _as_bytes(text: str | bytes) -> bytes:
 def _parse(data: bytes) -> tuple[PolicyDocument | None, list[str]]:
     try:
         raw = yaml.load(data, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        return None, [f"YAML{where}: {exc.problem or exc.context or 'invalid'}"]
     except yaml.YAMLError as exc:
         return None, [f"YAML: {exc}".replace("\n", " ")]
     if not isinstance(raw, dict):
@@ -302,7 +306,12 @@ def policy_problems(document: PolicyDocument) -> list[str]:
         problems.append("environments: at least one environment is needed")
     for action_id, risk in document.risk_overrides.items():
         floor = CATALOG[action_id].risk_floor
-        if risk < floor:
+        if CATALOG[action_id].read_only:
+            problems.append(
+                f"risk_overrides.{action_id.value}: read-only tools change nothing and always "
+                "run; their risk cannot be overridden (ignored at evaluation)"
+            )
+        elif risk < floor:
             problems.append(
                 f"risk_overrides.{action_id.value}: {risk.value} is below the catalog floor "
                 f"{floor.value}; an override may only raise an action's risk "

@@ -239,8 +239,8 @@ def _rfc8785_digest(action_id: str, params: dict[str, Any]) -> str:
             {"cluster": "c", "db": 3},
             {"cluster": "c", "db": 3, "key_pattern": None},
         ),
-        ("flush_redis_cache", {"cluster": "c", "key_pattern": 'é:"*\\'}, None),
-        ("query_metrics", {"promql": 'sum(rate(x{a="ü\\n"}[5m])) / 1e3 \u2028'}, None),
+        ("flush_redis_cache", {"cluster": "c", "key_pattern": 'a:"*\\'}, None),
+        ("query_metrics", {"promql": 'sum(rate(x{a="ü\\n"}[5m])) / 1e3 \u2028\x01\t\x7f'}, None),
     ],
 )
 def test_digest_is_sha256_of_rfc8785(

@@ -1,0 +1,408 @@
+"""Property-based: no input lets a CRITICAL action EXECUTE without a valid, bound approval.
+
+Actions, params, inventories, histories, policies (including invalid ones: lowered
+overrides, CRITICAL in run_alone) and approvals are all random. The oracle below is
+written from the spec, independently of the engine: which actions are CRITICAL, what the
+digest is (SHA-256 of RFC 8785 via the `rfc8785` package) and what makes an approval valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import rfc8785
+from hypothesis import HealthCheck, event, find, given, settings
+from hypothesis import strategies as st
+
+from sentinel.policy import (
+    CATALOG,
+    ActionId,
+    ActionRecord,
+    ApprovalFact,
+    Decision,
+    DeploymentFact,
+    Ec2InstanceFact,
+    EcsServiceFact,
+    Facts,
+    HostFact,
+    HostGroupFact,
+    Inventory,
+    PodFact,
+    PodRef,
+    Policy,
+    PolicyDocument,
+    ProposedAction,
+    RedisClusterFact,
+    evaluate,
+)
+
+BASE = datetime(2025, 6, 2, 12, 0, tzinfo=UTC)
+IDS = [a.value for a in ActionId]
+CRITICAL_BY_CATALOG = {"rollback_deployment", "reboot_ec2_instance"}
+READ_ONLY = {"query_metrics", "fetch_recent_logs", "list_recent_deployments"}
+RISKS = ["SAFE", "WARNING", "CRITICAL"]
+ROLES = ["viewer", "responder", "approver", "admin"]
+PEOPLE = ["alice", "Alice", "bob", "sentinel"]
+ENVS = ["prod", "staging", "dev"]
+
+NAMESPACES = ["shop", "kube-system", "prod"]
+PODS = ["api-1", "api-2", "db-0"]
+DEPLOYMENTS = ["api", "db"]
+CLUSTERS = ["cache", "main"]
+PATTERNS = ["session:*", "*", "user:?"]
+HOSTS = ["web-01", "db-01"]
+GROUPS = ["web", "db"]
+COMMANDS = ["restart_nginx", "reboot", "clear_tmp"]
+INSTANCES = ["i-0123abcd", "i-89abcdef"]
+SERVICES = ["api", "db", "worker"]
+
+labels = st.dictionaries(
+    st.sampled_from(["sentinel.io/protected", "app"]),
+    st.sampled_from(["true", "false", "api"]),
+    max_size=2,
+)
+maybe_service = st.sampled_from([None, *SERVICES])
+
+
+@st.composite
+def inventories(draw: st.DrawFn) -> Inventory:
+    return Inventory(
+        pods=draw(
+            st.lists(
+                st.builds(
+                    PodFact,
+                    namespace=st.sampled_from(NAMESPACES),
+                    name=st.sampled_from(PODS),
+                    deployment=st.sampled_from([None, *DEPLOYMENTS]),
+                    labels=labels,
+                    service=maybe_service,
+                ),
+                max_size=5,
+            )
+        ),
+        deployments=draw(
+            st.lists(
+                st.builds(
+                    DeploymentFact,
+                    namespace=st.sampled_from(NAMESPACES),
+                    name=st.sampled_from(DEPLOYMENTS),
+                    replicas=st.integers(0, 6),
+                    current_revision=st.integers(1, 4),
+                    revisions=st.lists(st.integers(1, 4), max_size=4),
+                    labels=labels,
+                    service=maybe_service,
+                ),
+                max_size=4,
+            )
+        ),
+        redis_clusters=draw(
+            st.lists(
+                st.builds(
+                    RedisClusterFact,
+                    name=st.sampled_from(CLUSTERS),
+                    dbs=st.lists(st.integers(0, 3), max_size=3),
+                    key_patterns=st.lists(st.sampled_from(PATTERNS), max_size=3),
+                    labels=labels,
+                    service=maybe_service,
+                ),
+                max_size=2,
+            )
+        ),
+        hosts=draw(
+            st.lists(
+                st.builds(
+                    HostFact,
+                    name=st.sampled_from(HOSTS),
+                    groups=st.lists(st.sampled_from(GROUPS), max_size=2),
+                    labels=labels,
+                    service=maybe_service,
+                ),
+                max_size=2,
+            )
+        ),
+        host_groups=draw(
+            st.lists(
+                st.builds(
+                    HostGroupFact,
+                    name=st.sampled_from(GROUPS),
+                    allowed_command_ids=st.lists(st.sampled_from(COMMANDS), max_size=3),
+                ),
+                max_size=2,
+            )
+        ),
+        ec2_instances=draw(
+            st.lists(
+                st.builds(
+                    Ec2InstanceFact,
+                    instance_id=st.sampled_from(INSTANCES),
+                    tags=labels,
+                    service=maybe_service,
+                ),
+                max_size=2,
+            )
+        ),
+        ecs_services=draw(
+            st.lists(
+                st.builds(
+                    EcsServiceFact,
+                    cluster=st.sampled_from(CLUSTERS),
+                    name=st.sampled_from(SERVICES),
+                    tags=labels,
+                    service=maybe_service,
+                ),
+                max_size=2,
+            )
+        ),
+    )
+
+
+FIELD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "namespace": st.sampled_from(NAMESPACES),
+    "pod": st.sampled_from(PODS),
+    "deployment": st.sampled_from(DEPLOYMENTS),
+    "to_revision": st.integers(0, 5),
+    "replicas": st.integers(-1, 8),
+    "cluster": st.sampled_from(CLUSTERS),
+    "db": st.one_of(st.none(), st.integers(0, 3)),
+    "key_pattern": st.one_of(st.none(), st.sampled_from(PATTERNS)),
+    "host": st.sampled_from(HOSTS),
+    "command_id": st.sampled_from([*COMMANDS, "rm -rf /"]),
+    "instance_id": st.sampled_from(INSTANCES),
+    "service": st.sampled_from(SERVICES),
+    "promql": st.text(max_size=20),
+    "timeframe": st.sampled_from(["5m", "1h", "x"]),
+    "environment": st.sampled_from(ENVS),
+}
+JUNK = st.one_of(st.text(max_size=8), st.integers(), st.booleans(), st.none(), st.floats())
+
+
+@st.composite
+def proposals(draw: st.DrawFn) -> ProposedAction:
+    action_id = draw(st.sampled_from([*IDS, "delete_namespace", "RESTART_POD", "rollback"]))
+    if action_id in IDS:
+        fields = list(CATALOG[ActionId(action_id)].model_fields)
+    else:
+        fields = draw(st.lists(st.sampled_from(sorted(FIELD_VALUES)), max_size=3, unique=True))
+    params: dict[str, Any] = {}
+    for name in fields:
+        if draw(st.integers(0, 9)):  # usually present
+            params[name] = draw(FIELD_VALUES[name] if draw(st.integers(0, 9)) else JUNK)
+    if not draw(st.integers(0, 9)):
+        params[draw(st.sampled_from(["force", "extra"]))] = draw(JUNK)
+    return ProposedAction(action_id=action_id, params=params, reasoning=draw(st.text(max_size=10)))
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> Policy:
+    envs = draw(st.lists(st.sampled_from(ENVS), min_size=1, unique=True))
+    subset = st.lists(st.sampled_from(RISKS), unique=True)
+    rule = st.fixed_dictionaries(
+        {"effect": st.sampled_from(["allow", "require_approval", "deny"])},
+        optional={
+            "match": st.fixed_dictionaries(
+                {},
+                optional={
+                    "actions": st.lists(st.sampled_from(IDS), unique=True),
+                    "environments": st.lists(st.sampled_from(ENVS), unique=True),
+                    "risks": subset,
+                },
+            )
+        },
+    )
+    rules = draw(st.lists(rule, max_size=3))
+    if draw(st.booleans()):
+        rules.append({"effect": "allow"})
+    doc = {
+        "version": 1,
+        "environments": {
+            e: {
+                "mode": draw(st.sampled_from(["shadow", "propose", "autonomous"])),
+                "run_alone": draw(subset),
+            }
+            for e in envs
+        },
+        "risk_overrides": draw(st.dictionaries(st.sampled_from(IDS), st.sampled_from(RISKS))),
+        "approver_roles": draw(
+            st.dictionaries(st.sampled_from(RISKS), st.lists(st.sampled_from(ROLES), unique=True))
+        ),
+        "denied_namespaces": draw(st.lists(st.sampled_from(["kube-*", "prod"]), unique=True)),
+        "protected": {"labels": draw(st.sampled_from([{}, {"sentinel.io/protected": "true"}]))},
+        "rate_limits": [
+            {"id": f"rl{i}", **lim}
+            for i, lim in enumerate(
+                draw(
+                    st.lists(
+                        st.fixed_dictionaries(
+                            {
+                                "per": st.sampled_from(["action", "target", "service"]),
+                                "max": st.integers(0, 3),
+                                "window_seconds": st.integers(1, 7200),
+                            }
+                        ),
+                        max_size=2,
+                    )
+                )
+            )
+        ],
+        "blast_radius": {
+            "max_pods": draw(st.integers(1, 3)),
+            "max_percent": draw(st.integers(1, 100)),
+        },
+        "freezes": [
+            {
+                "id": f"fz{i}",
+                "start": BASE + timedelta(hours=draw(st.integers(-3, 1))),
+                "end": BASE + timedelta(hours=draw(st.integers(-1, 3))),
+                "outcome": draw(st.sampled_from(["require_approval", "deny"])),
+                "except_actions": draw(st.lists(st.sampled_from(IDS), max_size=2, unique=True)),
+            }
+            for i in range(draw(st.integers(0, 2)))
+        ],
+        "rules": [{"id": f"rule{i}", **r} for i, r in enumerate(rules)],
+    }
+    return Policy(document=PolicyDocument.model_validate(doc), sha256="0" * 64)
+
+
+def oracle_digest(proposal: ProposedAction) -> str:
+    """SHA-256 of the RFC 8785 form of {action_id, params with every field present}."""
+    params = dict(proposal.params)
+    if proposal.action_id in IDS:
+        for name in CATALOG[ActionId(proposal.action_id)].model_fields:
+            params.setdefault(name, None)
+    try:
+        return hashlib.sha256(
+            rfc8785.dumps({"action_id": proposal.action_id, "params": params})
+        ).hexdigest()
+    except Exception:
+        return "f" * 64
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> tuple[ProposedAction, Facts, Policy]:
+    proposal = draw(proposals())
+    policy = draw(policies())
+    now = BASE + timedelta(minutes=draw(st.integers(-90, 90)))
+    approval = None
+    if draw(st.integers(0, 3)):  # usually offered: the interesting case
+        approval = ApprovalFact(
+            approval_id="apr",
+            approver=draw(st.sampled_from(PEOPLE)),
+            approver_roles=draw(st.lists(st.sampled_from(ROLES), unique=True)),
+            requester=draw(st.sampled_from(PEOPLE)),
+            proposal_digest=draw(
+                st.sampled_from([oracle_digest(proposal), "0" * 64, oracle_digest(proposal)[::-1]])
+            ),
+            expires_at=now + timedelta(seconds=draw(st.integers(-600, 3600))),
+            used=draw(st.booleans()),
+        )
+    targets = st.sampled_from(
+        ["k8s:shop/pod/api-1", "k8s:shop/deployment/api", "redis:cache/db/0", "ssh:web-01", "x"]
+    )
+    facts = Facts(
+        environment=draw(st.sampled_from([*ENVS, "qa"])),
+        now=now,
+        inventory=draw(inventories()),
+        history=draw(
+            st.lists(
+                st.builds(
+                    ActionRecord,
+                    action_id=st.sampled_from(IDS),
+                    target=targets,
+                    service=maybe_service,
+                    at=st.integers(-7200, 60).map(lambda s: now + timedelta(seconds=s)),
+                ),
+                max_size=4,
+            )
+        ),
+        pods_in_flight=draw(
+            st.lists(
+                st.builds(
+                    PodRef, namespace=st.sampled_from(NAMESPACES), name=st.sampled_from(PODS)
+                ),
+                max_size=2,
+            )
+        ),
+        approval=approval,
+    )
+    return proposal, facts, policy
+
+
+def is_critical(proposal: ProposedAction, policy: Policy) -> bool:
+    """CRITICAL by the catalog, or raised to CRITICAL by the policy (read-only tools aside)."""
+    if proposal.action_id in READ_ONLY:
+        return False
+    overrides = {k.value: v.value for k, v in policy.document.risk_overrides.items()}
+    return (
+        proposal.action_id in CRITICAL_BY_CATALOG
+        or overrides.get(proposal.action_id) == "CRITICAL"
+    )
+
+
+def approval_is_valid(proposal: ProposedAction, facts: Facts, policy: Policy) -> bool:
+    """Valid for a CRITICAL action, by the spec."""
+    a = facts.approval
+    if a is None:
+        return False
+    allowed = policy.document.approver_roles.get("CRITICAL", ["approver", "admin"])  # type: ignore[call-overload]
+    return (
+        a.proposal_digest == oracle_digest(proposal)
+        and not a.used
+        and a.expires_at > facts.now
+        and a.approver.strip().casefold() != a.requester.strip().casefold()
+        and bool(set(a.approver_roles) & set(allowed))
+    )
+
+
+def decide(scenario: tuple[ProposedAction, Facts, Policy]) -> Decision:
+    return evaluate(*scenario)
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_critical_never_executes_without_a_valid_bound_approval(
+    scenario: tuple[ProposedAction, Facts, Policy],
+) -> None:
+    proposal, facts, policy = scenario
+    decision = decide(scenario)
+    event(f"{decision.outcome.value} {decision.risk.value}")
+    if is_critical(proposal, policy):
+        assert decision.risk == "CRITICAL"
+        if decision.outcome == "EXECUTE":
+            assert approval_is_valid(proposal, facts, policy)
+            assert decision.rule_id == "approval.valid"
+            assert decision.approval_id == "apr"
+            assert decision.proposal_digest == oracle_digest(proposal)
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenarios())
+def test_general_invariants(scenario: tuple[ProposedAction, Facts, Policy]) -> None:
+    proposal, facts, policy = scenario
+    decision = decide(scenario)
+    assert decision == decide(scenario)  # deterministic
+    assert decision.policy_hash == "0" * 64
+    if proposal.action_id not in IDS:
+        assert (decision.outcome, decision.rule_id) == ("DENY", "catalog.unknown_action")
+    if decision.outcome == "EXECUTE" and proposal.action_id not in READ_ONLY:
+        env = policy.document.environments.get(facts.environment)
+        assert env is not None and env.mode == "autonomous" or decision.approval_id is not None
+        assert decision.matched_rule is not None
+        rule = next(r for r in policy.document.rules if r.id == decision.matched_rule)
+        assert rule.effect != "deny"
+    if decision.outcome == "SHADOW":
+        assert policy.document.environments[facts.environment].mode == "shadow"
+    if decision.approval_id is not None:
+        assert decision.outcome == "EXECUTE"
+        assert facts.approval is not None and not facts.approval.used
+
+
+def test_the_generator_reaches_an_approved_critical_execution() -> None:
+    """Guard against a vacuous property: approved CRITICAL executions do get generated."""
+    found = find(
+        scenarios(),
+        lambda s: is_critical(s[0], s[2]) and decide(s).outcome == "EXECUTE",
+        settings=settings(max_examples=20000, deadline=None, database=None),
+    )
+    assert approval_is_valid(*found)
