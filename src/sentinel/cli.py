@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -312,10 +313,8 @@ def demo(
         )
     if keep_running:
         say(f"serving at {base}; Ctrl-C to stop")
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             thread.join()
-        except KeyboardInterrupt:
-            pass
     server.should_exit = True
     thread.join(timeout=20)
     engine.dispose()

@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
-from tests.conftest import ROOT, sentinel_env
 
 from sentinel.audit import chain, checkpoint
 from sentinel.audit.models import AuditRecord
 from sentinel.bootstrap import upgrade_database
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine, transaction
+from tests.conftest import ROOT, sentinel_env
 
 
 @pytest.fixture

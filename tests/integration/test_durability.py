@@ -28,8 +28,14 @@ from tests.conftest import (
     wait_http,
 )
 
-STEPS = ["AlertReceived", "ContextGathering", "RootCauseAnalysis", "RemediationPlanning",
-         "RiskEvaluation", "EscalateToHuman"]
+STEPS = [
+    "AlertReceived",
+    "ContextGathering",
+    "RootCauseAnalysis",
+    "RemediationPlanning",
+    "RiskEvaluation",
+    "EscalateToHuman",
+]
 CRASH_POINTS = [*STEPS, "notify:after_intent", "notify:after_call"]
 
 
@@ -66,7 +72,9 @@ def test_kill9_at_step_boundary_then_restart(
     run_cli(base, "db", "upgrade")
     token = create_token(base, "am", "ingest")
     port = free_port()
-    crashing = _serve({**base, "SENTINEL_WORKER__CRASH_AFTER_STEP": point}, port, tmp_path / "a.log")
+    crashing = _serve(
+        {**base, "SENTINEL_WORKER__CRASH_AFTER_STEP": point}, port, tmp_path / "a.log"
+    )
     r = httpx.post(
         f"http://127.0.0.1:{port}/api/v1/alerts/alertmanager",
         json=am_payload(am_alert(fingerprint="crash-1")),
@@ -84,11 +92,15 @@ def test_kill9_at_step_boundary_then_restart(
         )
     again = _serve(base, port, tmp_path / "b.log")
     try:
+
         def done() -> bool:
             with Session(engine) as s:
-                return s.get(StepResult, (f"{incident_id}:triage", "EscalateToHuman")) is not None and (
+                return s.get(
+                    StepResult, (f"{incident_id}:triage", "EscalateToHuman")
+                ) is not None and (
                     s.get(Intent, f"{incident_id}:triage:notify:escalated") is not None
-                    and s.get(Intent, f"{incident_id}:triage:notify:escalated").status != "EXECUTING"
+                    and s.get(Intent, f"{incident_id}:triage:notify:escalated").status
+                    != "EXECUTING"
                 )
 
         wait_for(done, timeout=90, what="the incident to finish after restart")

@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-from tests.conftest import am_alert, am_payload
 
 from sentinel.api.app import create_app
 from sentinel.audit.models import AuditRecord
@@ -20,6 +19,7 @@ from sentinel.bootstrap import upgrade_database
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine, transaction
 from sentinel.incident.models import Alert, Incident
+from tests.conftest import am_alert, am_payload
 
 URL = "/api/v1/alerts/alertmanager"
 

@@ -72,7 +72,9 @@ def test_two_workers_share_fifty_incidents_exactly_once(
         by_worker = collections.Counter(r.executor_id for r in rows)
         step_records = collections.Counter(
             json.loads(r.body)["details"]["step"] + "|" + (r.incident_id or "")
-            for r in s.scalars(select(AuditRecord).where(AuditRecord.action_type != "ALERT_INGESTED"))
+            for r in s.scalars(
+                select(AuditRecord).where(AuditRecord.action_type != "ALERT_INGESTED")
+            )
             if "step" in json.loads(r.body)["details"]
         )
     assert len(per_incident) == 50 and set(per_incident.values()) == {1}
@@ -102,8 +104,11 @@ def test_dead_workers_incident_is_resumed_by_another(
     api = Proc(["api", "--port", str(port)], base, tmp_path / "api.log")
     doomed = Proc(
         ["worker"],
-        {**base, "SENTINEL_WORKER__EXECUTOR_ID": "doomed",
-         "SENTINEL_WORKER__CRASH_AFTER_STEP": "RootCauseAnalysis"},
+        {
+            **base,
+            "SENTINEL_WORKER__EXECUTOR_ID": "doomed",
+            "SENTINEL_WORKER__CRASH_AFTER_STEP": "RootCauseAnalysis",
+        },
         tmp_path / "doomed.log",
     )
     engine = make_engine(pg_url)
@@ -127,8 +132,12 @@ def test_dead_workers_incident_is_resumed_by_another(
             if p is not None:
                 p.stop()
     with Session(engine) as s:
-        done = {r.step: r.executor_id for r in s.scalars(
-            select(StepResult).where(StepResult.workflow_id == f"{incident_id}:triage"))}
+        done = {
+            r.step: r.executor_id
+            for r in s.scalars(
+                select(StepResult).where(StepResult.workflow_id == f"{incident_id}:triage")
+            )
+        }
     assert done["AlertReceived"] == "doomed" and done["RootCauseAnalysis"] == "doomed"
     assert done["RiskEvaluation"] == "survivor" and done["EscalateToHuman"] == "survivor"
     assert len(receiver.keys()) == 1

@@ -79,7 +79,9 @@ def test_expr_from_generator_url() -> None:
 
 
 def test_prometheus_queries_escape_the_service() -> None:
-    ctx = PrometheusContext(PrometheusSettings(url="http://127.0.0.1:1", service_queries={"up": 'up{job="$service"}'}))
+    ctx = PrometheusContext(
+        PrometheusSettings(url="http://127.0.0.1:1", service_queries={"up": 'up{job="$service"}'})
+    )
     req = ContextRequest(
         incident_id="i",
         service='evil"} or vector(1) #',
