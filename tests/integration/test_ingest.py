@@ -224,3 +224,21 @@ def test_read_api(env: dict[str, Any]) -> None:
     assert [r["seq"] for r in audit["items"]] == [1, 2, 3] and audit["next_after_seq"] == 3
     v = c.get("/api/v1/audit/verify", headers=h).json()
     assert v["ok"] is True and v["records"] > 5 and v["first_bad_seq"] is None
+
+
+def test_redelivery_to_an_escalated_incident_joins_it(env: dict[str, Any]) -> None:
+    """Alertmanager's repeat_interval re-sends a firing alert after Sentinel escalated it."""
+    first = post(env, am_payload(am_alert(fingerprint="rep"))).json()["incident_ids"]
+    with transaction(env["engine"]) as s:
+        inc = s.get(Incident, first[0])
+        assert inc is not None
+        inc.status = "ESCALATED"
+    again = post(env, am_payload(am_alert(fingerprint="rep"))).json()["incident_ids"]
+    sibling = post(env, am_payload(am_alert("Other", fingerprint="sib"))).json()["incident_ids"]
+    assert again == first and sibling == first
+    with transaction(env["engine"]) as s:
+        inc = s.get(Incident, first[0])
+        assert inc is not None
+        inc.status = "CLOSED"
+    after_close = post(env, am_payload(am_alert(fingerprint="rep"))).json()["incident_ids"]
+    assert after_close != first

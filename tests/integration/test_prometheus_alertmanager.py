@@ -305,15 +305,8 @@ def test_prometheus_alert_through_alertmanager_becomes_one_escalated_incident(
         assert len(api.incident(incident_id)["alerts"]) == 1
 
 
-REPEAT_BUG = (
-    "Sentinel bug: a repeat notification of a still-firing alert whose incident is ESCALATED "
-    "opens a second incident (incident/service.py _ingest_one only dedupes into OPEN_STATUSES)"
-)
-
-
 @pytest.mark.prometheus
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=REPEAT_BUG)
 def test_alertmanager_repeat_notifications_join_the_escalated_incident(
     sqlite_url: str, tmp_path: Path
 ) -> None:

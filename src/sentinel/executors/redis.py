@@ -158,9 +158,10 @@ class RedisExecutor:
             return None
         if stored is None:
             return None
-        if stored.get("action_id") not in (None, req.call.action_id) or stored.get(
-            "params"
-        ) not in (None, req.call.params):
+        # An unreadable marker (no fields) still proves completion; a readable one must
+        # describe this very action.
+        recorded = (stored.get("action_id"), stored.get("params"))
+        if "action_id" in stored and recorded != (req.call.action_id, req.call.params):
             log.warning("reconcile %s: marker records a different action", idempotency_key)
             return None
         return {**stored, "reconciled": True, "reconciled_from": f"marker {marker}"}

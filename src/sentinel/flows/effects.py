@@ -115,7 +115,7 @@ def at_most_once(
     if fresh:
         try:
             result = call()
-            status = IntentStatus.SUCCEEDED if result.get("ok", True) else IntentStatus.FAILED
+            status = _status_of(result)
         except Exception as exc:  # noqa: BLE001 - the failure itself is the recorded result
             result = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
             status = IntentStatus.FAILED
@@ -130,7 +130,7 @@ def at_most_once(
             }
         else:
             result = seen
-            status = IntentStatus.SUCCEEDED if seen.get("ok", True) else IntentStatus.FAILED
+            status = _status_of(seen)
     crash_point(f"{kind}:after_call")
     with transaction(d.engine) as s:
         intent = s.get(Intent, key)
@@ -154,3 +154,10 @@ def at_most_once(
             },
         )
     return {"status": status, "result": result, "replayed": False}
+
+
+def _status_of(result: dict[str, Any]) -> IntentStatus:
+    """Succeeded, failed, or unknown when a failure may still have changed the target."""
+    if result.get("ok", True):
+        return IntentStatus.SUCCEEDED
+    return IntentStatus.UNKNOWN if result.get("may_have_run") else IntentStatus.FAILED

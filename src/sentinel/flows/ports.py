@@ -22,13 +22,13 @@ class Analyzer(Protocol):
 
 
 class Planner(Protocol):
-    """Proposes one catalog action (or none) for an incident; proposes only, never acts."""
+    """Proposes one catalog action for an incident ({action_id: None, reason} for none); never acts."""
 
     name: str
 
     def plan(
-        self, incident: dict[str, Any], rca: dict[str, Any] | None, snapshot: dict[str, Any]
-    ) -> dict[str, Any] | None: ...
+        self, incident: dict[str, Any], rca: dict[str, Any] | None, context: dict[str, Any]
+    ) -> dict[str, Any]: ...
 
 
 class PolicyGate(Protocol):

@@ -26,15 +26,9 @@ class IncidentStatus(StrEnum):
     CLOSED = "CLOSED"
 
 
-OPEN_STATUSES = frozenset(
-    {
-        IncidentStatus.OPEN,
-        IncidentStatus.ANALYZING,
-        IncidentStatus.AWAITING_APPROVAL,
-        IncidentStatus.MITIGATING,
-        IncidentStatus.VERIFYING,
-    }
-)
+# Every status but CLOSED: an escalated incident is still someone's open work, so a
+# re-sent alert (Alertmanager's repeat_interval) or a sibling alert joins it.
+OPEN_STATUSES = frozenset(s for s in IncidentStatus if s != IncidentStatus.CLOSED)
 
 
 class AlertStatus(StrEnum):

@@ -52,7 +52,9 @@ def _lock_services(session: Session, services: list[str]) -> None:
     from sqlalchemy import text
 
     for svc in sorted(set(services)):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 7262730002))"), {"s": svc})
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 7262730002))"), {"s": svc}
+        )
 
 
 def ingest_alerts(

@@ -335,8 +335,7 @@ def is_critical(proposal: ProposedAction, policy: Policy) -> bool:
         return False
     overrides = {k.value: v.value for k, v in policy.document.risk_overrides.items()}
     return (
-        proposal.action_id in CRITICAL_BY_CATALOG
-        or overrides.get(proposal.action_id) == "CRITICAL"
+        proposal.action_id in CRITICAL_BY_CATALOG or overrides.get(proposal.action_id) == "CRITICAL"
     )
 
 

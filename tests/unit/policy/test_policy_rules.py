@@ -119,7 +119,9 @@ def test_policy_change_changes_the_decision_hash() -> None:
             ],
         ),
         (
-            MINIMAL.replace("{mode: autonomous}", "{mode: autonomous, run_alone: [SAFE, CRITICAL]}"),
+            MINIMAL.replace(
+                "{mode: autonomous}", "{mode: autonomous, run_alone: [SAFE, CRITICAL]}"
+            ),
             [
                 "environments.prod.run_alone: CRITICAL never runs alone; it always needs a human "
                 "approval (ignored at evaluation)"
@@ -149,10 +151,14 @@ def test_policy_change_changes_the_decision_hash() -> None:
             MINIMAL
             + "freezes:\n  - {id: f1, start: 2025-01-02T00:00:00Z, end: 2025-01-01T00:00:00Z,"
             " environments: [qa]}\n",
-            ["freezes[0] 'f1': end must be after start", "freezes[0] 'f1': unknown environment 'qa'"],
+            [
+                "freezes[0] 'f1': end must be after start",
+                "freezes[0] 'f1': unknown environment 'qa'",
+            ],
         ),
         (
-            MINIMAL + "freezes:\n  - {id: f1, start: 2025-01-01T00:00:00, end: 2025-01-02T00:00:00Z}\n",
+            MINIMAL
+            + "freezes:\n  - {id: f1, start: 2025-01-01T00:00:00, end: 2025-01-02T00:00:00Z}\n",
             ["freezes.0.start: Input should have timezone info"],
         ),
         (
@@ -160,7 +166,10 @@ def test_policy_change_changes_the_decision_hash() -> None:
             ["rules[1] 'after': unreachable, rule 'allow-all' above matches everything"],
         ),
         (
-            MINIMAL.replace("rules:\n", "rules:\n  - {id: allow-all, effect: deny, match: {environments: [qa]}}\n"),
+            MINIMAL.replace(
+                "rules:\n",
+                "rules:\n  - {id: allow-all, effect: deny, match: {environments: [qa]}}\n",
+            ),
             [
                 "rules[1] 'allow-all': duplicate id",
                 "rules[0] 'allow-all': unknown environment 'qa'",
