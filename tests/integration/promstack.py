@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import yaml
+
 from tests.conftest import Proc, free_port
 
 PROMETHEUS_BIN = shutil.which("prometheus") or "/usr/bin/prometheus"
