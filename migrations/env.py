@@ -6,6 +6,7 @@ import os
 
 from alembic import context
 
+import sentinel.approval.models
 import sentinel.audit.models
 import sentinel.auth.models
 import sentinel.flows.models
@@ -15,6 +16,11 @@ from sentinel.core.db import Base, make_engine
 
 config = context.config
 target_metadata = Base.metadata
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Autogenerate sees only Sentinel's tables (the workflow engine owns its own)."""
+    return type_ != "table" or name in target_metadata.tables
 
 
 def run_migrations_online() -> None:
@@ -32,6 +38,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=target_metadata,
+            include_name=include_name,
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():

@@ -9,13 +9,18 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
 
-from sentinel.context.prometheus import PrometheusContext
+from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine
+from sentinel.executors.dry_run import DryRunExecutor
+from sentinel.executors.redis import RedisExecutor
+from sentinel.executors.router import ExecutorRouter
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
 from sentinel.flows.ports import ContextPort
 from sentinel.notify.webhook import WebhookNotifier
+from sentinel.plan.runbooks import RunbookPlanner, load_runbooks
+from sentinel.policy.rules import load_policy_file
 
 log = logging.getLogger("sentinel")
 
@@ -47,15 +52,32 @@ def upgrade_database(settings: Settings, engine: Engine | None = None) -> None:
 def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
     """Real adapters for whatever the configuration switches on; nothing fake."""
     sources: list[ContextPort] = []
+    verifier = None
     if settings.prometheus.url:
-        sources.append(PrometheusContext(settings.prometheus))
+        prom = PrometheusContext(settings.prometheus)
+        sources.append(prom)
+        verifier = PrometheusVerifier(prom)
     notifier = (
         WebhookNotifier(settings.notify.webhook_url, settings.notify.webhook_timeout_seconds)
         if settings.notify.webhook_url
         else None
     )
+    redis_ex = (
+        RedisExecutor(settings.executors.redis_clusters, settings.executors.redis_timeout_seconds)
+        if settings.executors.redis_clusters
+        else None
+    )
+    executor = ExecutorRouter([redis_ex] if redis_ex else [], fallback=DryRunExecutor())
     return flow_deps.Deps(
-        settings=settings, engine=engine, context_sources=sources, notifier=notifier
+        settings=settings,
+        engine=engine,
+        context_sources=sources,
+        planner=RunbookPlanner(load_runbooks(settings.planner.runbook_paths)),
+        policy=load_policy_file(settings.policy.file),
+        executor=executor,
+        verifier=verifier,
+        notifier=notifier,
+        redis_inventory=redis_ex.inventory if redis_ex else None,
     )
 
 

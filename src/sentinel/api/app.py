@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from sentinel.api import errors, routes_alerts, routes_read
+from sentinel.api import errors, routes_alerts, routes_approvals, routes_read
 from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, REGISTRY
 from sentinel.api.state import AppState, StateDep
 from sentinel.audit.models import AuditRecord
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
     errors.install(app)
     app.include_router(routes_alerts.router)
     app.include_router(routes_read.router)
+    app.include_router(routes_approvals.router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

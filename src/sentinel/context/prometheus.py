@@ -126,6 +126,22 @@ class PrometheusContext:
             data={"step": step, "start": params["start"], "end": params["end"], "series": kept},
         )
 
+    def instant(self, query: str) -> QueryResult:
+        """Evaluate an expression now (verification: an alert expression with no result is clear)."""
+        try:
+            resp = self._client.get("/api/v1/query", params={"query": query})
+            body = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            return QueryResult(
+                name="instant", query=query, ok=False, error=f"{type(exc).__name__}: {exc}"
+            )
+        if resp.status_code != 200 or body.get("status") != "success":
+            err = f"HTTP {resp.status_code}: {body.get('errorType', '')} {body.get('error', '')}"
+            return QueryResult(name="instant", query=query, ok=False, error=err.strip())
+        result = body.get("data", {}).get("result", [])
+        series = result[: self.settings.max_series] if isinstance(result, list) else result
+        return QueryResult(name="instant", query=query, ok=True, data={"result": series})
+
     def close(self) -> None:
         self._client.close()
 
@@ -134,3 +150,22 @@ def _points(data: Any) -> int:
     if not isinstance(data, dict):
         return 0
     return sum(len(s.get("values", [])) for s in data.get("series", []))
+
+
+class PrometheusVerifier:
+    """Verification: is the alert's expression still returning series right now?"""
+
+    def __init__(self, ctx: PrometheusContext) -> None:
+        self.ctx = ctx
+
+    def check(self, expression: str) -> dict[str, Any]:
+        """{"ok": queried, "firing": bool, "query", "error", "series"}; empty result = clear."""
+        res = self.ctx.instant(expression)
+        series = (res.data or {}).get("result", []) if res.ok else []
+        return {
+            "ok": res.ok,
+            "firing": bool(series) if res.ok else None,
+            "query": expression,
+            "error": res.error,
+            "series": series[:5],
+        }

@@ -60,6 +60,37 @@ class AuditSettings(BaseModel):
     checkpoint_every: int = Field(default=100, ge=1)
 
 
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+class PolicySettings(BaseModel):
+    """The policy matrix file and approval lifetime."""
+
+    file: Path = REPO_ROOT / "policies" / "default.yaml"
+    approval_ttl_seconds: int = Field(default=1800, ge=60)
+
+
+class PlannerSettings(BaseModel):
+    """Runbooks: the planner when no LLM is configured and the fallback when it fails."""
+
+    runbook_paths: list[Path] = Field(default_factory=lambda: [REPO_ROOT / "runbooks"])
+
+
+class ExecutorSettings(BaseModel):
+    """Real executors switched on by configuration; everything else runs dry."""
+
+    redis_clusters: dict[str, str] = Field(default_factory=dict)  # name -> redis:// URL
+    redis_timeout_seconds: float = Field(default=5.0, gt=0)
+
+
+class VerifySettings(BaseModel):
+    """How long and how often to re-check the alert's condition after an action."""
+
+    interval_seconds: float = Field(default=5.0, gt=0)
+    stable_seconds: float = Field(default=30.0, ge=0)
+    deadline_seconds: float = Field(default=300.0, gt=0)
+
+
 class NotifySettings(BaseModel):
     """Generic escalation webhook (Slack and PagerDuty arrive in their own issue)."""
 
@@ -81,6 +112,12 @@ class Settings(BaseSettings):
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    planner: PlannerSettings = Field(default_factory=PlannerSettings)
+    executors: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    # Static inventory (policy.facts.Inventory shape), merged with live reads at decision time.
+    inventory: dict[str, Any] = Field(default_factory=dict)
     session_secret: SecretStr | None = None
     log_level: str = "INFO"
 

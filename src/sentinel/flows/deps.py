@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine
 
@@ -13,9 +15,9 @@ from sentinel.flows.ports import (
     Executor,
     Notifier,
     Planner,
-    PolicyGate,
     Verifier,
 )
+from sentinel.policy.rules import Policy
 
 
 @dataclass
@@ -25,10 +27,12 @@ class Deps:
     context_sources: list[ContextPort] = field(default_factory=list)
     analyzer: Analyzer | None = None
     planner: Planner | None = None
-    policy: PolicyGate | None = None
+    policy: Policy | None = None
     executor: Executor | None = None
     verifier: Verifier | None = None
     notifier: Notifier | None = None
+    # Live inventory readers (read-only); their answers become policy facts.
+    redis_inventory: Callable[[], dict[str, dict[str, Any]]] | None = None
 
 
 _deps: Deps | None = None

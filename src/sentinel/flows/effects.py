@@ -79,6 +79,8 @@ def at_most_once(
     call: Callable[[], dict[str, Any]],
     reconcile: Callable[[], dict[str, Any] | None],
     action_type: str,
+    action_id: str | None = None,
+    service: str | None = None,
 ) -> dict[str, Any]:
     """Run an external side effect at most once under an idempotency key.
 
@@ -101,6 +103,8 @@ def at_most_once(
                     target=target,
                     status=IntentStatus.EXECUTING,
                     executor_id=d.settings.worker.executor_id,
+                    action_id=action_id,
+                    service=service,
                 )
             )
             audit.append(

@@ -1,8 +1,12 @@
 """The spec's agent graph as durable workflows.
 
-triage_incident:   AlertReceived → ContextGathering → RootCauseAnalysis → RemediationPlanning
-                   → RiskEvaluation → (EXECUTE: start remediation | otherwise EscalateToHuman)
-remediate_incident: AutonomousExecution → Verification → IncidentClosed | EscalatedRunbook
+triage_incident:    AlertReceived → ContextGathering → ReadFacts → RootCauseAnalysis →
+                    RemediationPlanning → RiskEvaluation →
+                      EXECUTE           → start remediate_incident
+                      REQUIRE_APPROVAL  → AwaitingApproval (the approval API starts remediation)
+                      DENY/SHADOW/none  → EscalateToHuman
+remediate_incident: ReadFacts → RiskEvaluation (again, with the approval) → AutonomousExecution →
+                    Verification → IncidentClosed | EscalatedRunbook → EscalateToHuman
 
 The workflow functions branch only on step outputs. Each external call is its own step.
 Where a component is not configured, the step records why and the incident takes the
@@ -11,22 +15,34 @@ spec's human path (escalation) with what was gathered; it never invents a result
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sentinel.approval import service as approval_service
+from sentinel.approval.models import ApprovalRequest, ApprovalStatus
 from sentinel.audit.models import ActionType
 from sentinel.context.base import AlertContext, ContextRequest, SourceResult
+from sentinel.context.prometheus import expr_from_generator_url
 from sentinel.core.clock import utcnow
 from sentinel.core.ids import remediation_workflow_id
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
 from sentinel.flows.effects import at_most_once, db_step
+from sentinel.flows.facts import read_facts
 from sentinel.incident import service as incident_service
 from sentinel.incident.models import IncidentStatus
+from sentinel.plan import service as plan_service
+from sentinel.plan.models import ExecutionStatus
+from sentinel.policy.actions import Action, ProposedAction, parse_proposal
+from sentinel.policy.engine import evaluate
+from sentinel.policy.facts import Facts
 
 TRIAGE = "triage_incident"
 REMEDIATE = "remediate_incident"
+REQUESTER = "sentinel"
 
 
 def _incident_doc(s: Session, incident_id: str) -> dict[str, Any]:
@@ -40,7 +56,15 @@ def _incident_doc(s: Session, incident_id: str) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- steps
+def _proposal(doc: dict[str, Any]) -> ProposedAction:
+    return ProposedAction(
+        action_id=str(doc.get("action_id")),
+        params=dict(doc.get("params") or {}),
+        reasoning=str(doc.get("reasoning") or ""),
+    )
+
+
+# ---------------------------------------------------------------- triage steps
 
 
 @runtime.step(name="AlertReceived")
@@ -119,6 +143,26 @@ def store_context(incident_id: str, results: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+@runtime.step(name="ReadFacts")
+def read_policy_facts(incident_id: str, for_remediation: bool) -> dict[str, Any]:
+    """Read inventory, clock, history (and the approval) once; the decision uses this record."""
+    d = flow_deps.get()
+    with Session(d.engine) as s:
+        approval_id = None
+        if for_remediation:
+            plan = plan_service.latest(session=s, incident_id=incident_id)
+            if plan is not None:
+                approval_id = s.scalar(
+                    select(ApprovalRequest.approval_id)
+                    .where(
+                        ApprovalRequest.plan_id == plan.plan_id,
+                        ApprovalRequest.status == ApprovalStatus.APPROVED,
+                    )
+                    .limit(1)
+                )
+        return read_facts(d, s, approval_id=approval_id)
+
+
 @runtime.step(name="RootCauseAnalysis")
 def root_cause_analysis(incident_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     """Run the configured analyzer; record plainly when there is none."""
@@ -137,37 +181,98 @@ def root_cause_analysis(incident_id: str, snapshot: dict[str, Any]) -> dict[str,
 
 
 @runtime.step(name="RemediationPlanning")
-def remediation_planning(incident_id: str, rca: dict[str, Any]) -> dict[str, Any]:
-    """Ask the configured planner for one catalog action; it proposes only."""
+def remediation_planning(
+    incident_id: str, rca: dict[str, Any], facts: dict[str, Any]
+) -> dict[str, Any]:
+    """Ask the planner for one catalog action and record it as a plan; it proposes only."""
     planner = flow_deps.get().planner
 
     def body(s: Session) -> dict[str, Any]:
         if planner is None:
             return {"proposal": None, "reason": "no planner configured"}
-        proposal = planner.plan(_incident_doc(s, incident_id), rca.get("rca"), {})
-        if proposal is None:
-            return {"proposal": None, "reason": f"planner {planner.name} proposed no action"}
-        return {"proposal": proposal, "planner": planner.name}
+        doc = _incident_doc(s, incident_id)
+        out = planner.plan(doc, rca.get("rca"), {"inventory": facts.get("inventory", {})})
+        if not out.get("action_id"):
+            return {"proposal": None, "reason": f"{planner.name} planner: {out.get('reason')}"}
+        proposal = {k: out.get(k) for k in ("action_id", "params", "reasoning")}
+        parsed = parse_proposal(_proposal(proposal))
+        target = parsed.target() if isinstance(parsed, Action) else str(proposal["action_id"])
+        risk = parsed.risk_floor.value if isinstance(parsed, Action) else "UNKNOWN"
+        plan = plan_service.create(
+            session=s,
+            incident_id=incident_id,
+            proposal=proposal,
+            planner=planner.name,
+            target=target,
+            risk_level=risk,
+        )
+        return {
+            "proposal": proposal,
+            "planner": planner.name,
+            "plan_id": plan.plan_id,
+            "target": target,
+            "runbook_id": out.get("runbook_id"),
+        }
 
     return db_step("RemediationPlanning", incident_id, {"rca": rca}, body)
 
 
 @runtime.step(name="RiskEvaluation")
-def risk_evaluation(incident_id: str, plan: dict[str, Any]) -> dict[str, Any]:
-    """The deterministic policy decides; with nothing to decide on, the answer is a human."""
-    policy = flow_deps.get().policy
+def risk_evaluation(
+    incident_id: str, plan: dict[str, Any], facts: dict[str, Any]
+) -> dict[str, Any]:
+    """The deterministic policy decides on the recorded facts; an approval opens if it asks."""
+    d = flow_deps.get()
 
     def body(s: Session) -> dict[str, Any]:
         proposal = plan.get("proposal")
         if proposal is None:
             return {"outcome": "ESCALATE", "reason": plan.get("reason", "no proposal")}
-        if policy is None:
-            return {"outcome": "ESCALATE", "reason": "no policy engine configured: default deny"}
-        decision = policy.decide(proposal, _incident_doc(s, incident_id))
-        return {"outcome": decision["outcome"], "decision": decision}
+        if d.policy is None:
+            return {"outcome": "ESCALATE", "reason": "no policy loaded: default deny"}
+        decision = evaluate(_proposal(proposal), Facts.model_validate(facts), d.policy)
+        doc = decision.model_dump(mode="json")
+        row = plan_service.get(session=s, plan_id=plan["plan_id"])
+        row.decision = doc
+        row.risk_level = decision.risk.value
+        out: dict[str, Any] = {"outcome": decision.outcome.value, "decision": doc}
+        if decision.outcome.value == "REQUIRE_APPROVAL":
+            req = approval_service.open_request(
+                session=s,
+                incident_id=incident_id,
+                plan_id=row.plan_id,
+                action_id=decision.action_id,
+                target=decision.target or row.target_resource,
+                risk_level=decision.risk.value,
+                proposal_digest=decision.proposal_digest,
+                requested_by=REQUESTER,
+                ttl_seconds=d.settings.policy.approval_ttl_seconds,
+            )
+            incident_service.set_status(
+                session=s, incident_id=incident_id, status=IncidentStatus.AWAITING_APPROVAL
+            )
+            out["approval_id"] = req.approval_id
+        elif decision.outcome.value == "EXECUTE":
+            incident_service.set_status(
+                session=s, incident_id=incident_id, status=IncidentStatus.MITIGATING
+            )
+        else:
+            row.execution_status = ExecutionStatus.SKIPPED
+            out["reason"] = f"policy {decision.outcome.value} ({decision.rule_id}): " + "; ".join(
+                decision.reasons
+            )
+        return out
 
     return db_step(
-        "RiskEvaluation", incident_id, {"plan": plan}, body, action_type=ActionType.POLICY_EVAL
+        "RiskEvaluation",
+        incident_id,
+        {
+            "proposal": plan.get("proposal"),
+            "facts": facts,
+            "policy_hash": d.policy.sha256 if d.policy else None,
+        },
+        body,
+        action_type=ActionType.POLICY_EVAL,
     )
 
 
@@ -182,11 +287,7 @@ def escalate_to_human(incident_id: str, reason: str) -> dict[str, Any]:
         return {"status": IncidentStatus.ESCALATED, "reason": reason}
 
     return db_step(
-        "EscalateToHuman",
-        incident_id,
-        {"reason": reason},
-        body,
-        action_type=ActionType.ESCALATION,
+        "EscalateToHuman", incident_id, {"reason": reason}, body, action_type=ActionType.ESCALATION
     )
 
 
@@ -212,7 +313,172 @@ def notify(incident_id: str, event: str, reason: str) -> dict[str, Any]:
     )
 
 
+# ---------------------------------------------------------------- remediation steps
+
+
+@runtime.step(name="RiskEvaluation.recheck")
+def risk_recheck(incident_id: str, facts: dict[str, Any]) -> dict[str, Any]:
+    """Decide again on fresh facts (and the approval); consume the approval if it runs."""
+    d = flow_deps.get()
+
+    def body(s: Session) -> dict[str, Any]:
+        plan = plan_service.latest(session=s, incident_id=incident_id)
+        if plan is None:
+            return {"outcome": "ESCALATE", "reason": "no plan to execute"}
+        if d.policy is None:
+            return {"outcome": "ESCALATE", "reason": "no policy loaded: default deny"}
+        proposal = {
+            "action_id": plan.proposed_action,
+            "params": plan.params,
+            "reasoning": plan.reasoning or "",
+        }
+        decision = evaluate(_proposal(proposal), Facts.model_validate(facts), d.policy)
+        doc = decision.model_dump(mode="json")
+        plan.decision = doc
+        out: dict[str, Any] = {
+            "outcome": decision.outcome.value,
+            "decision": doc,
+            "plan_id": plan.plan_id,
+            "action": {
+                "action_id": plan.proposed_action,
+                "params": plan.params,
+                "target": decision.target or plan.target_resource,
+            },
+            "service": decision.service,
+        }
+        if decision.outcome.value == "EXECUTE":
+            if decision.approval_id:
+                approval_service.consume(session=s, approval_id=decision.approval_id)
+                plan.human_approved = True
+            plan.execution_status = ExecutionStatus.EXECUTING
+            incident_service.set_status(
+                session=s, incident_id=incident_id, status=IncidentStatus.MITIGATING
+            )
+        else:
+            plan.execution_status = ExecutionStatus.SKIPPED
+            out["reason"] = (
+                f"policy {decision.outcome.value} at execution time ({decision.rule_id}): "
+                + "; ".join(decision.reasons)
+            )
+        return out
+
+    return db_step(
+        "RiskEvaluation.recheck",
+        incident_id,
+        {"facts": facts, "policy_hash": d.policy.sha256 if d.policy else None},
+        body,
+        action_type=ActionType.POLICY_EVAL,
+    )
+
+
+@runtime.step(name="AutonomousExecution")
+def autonomous_execution(incident_id: str, checked: dict[str, Any]) -> dict[str, Any]:
+    """Run the approved action once (intent first; reconcile, never re-run, after a crash)."""
+    d = flow_deps.get()
+    executor = d.executor
+    action = checked["action"]
+    key = f"{runtime.current_workflow_id()}:execute"
+    if executor is None:
+        return {"status": "FAILED", "result": {"ok": False, "error": "no executor configured"}}
+    ran = at_most_once(
+        incident_id=incident_id,
+        kind="execute",
+        target=action["target"],
+        key=key,
+        call=lambda: executor.execute(action, key),
+        reconcile=lambda: executor.reconcile(action, key),
+        action_type=ActionType.SCRIPT_EXEC,
+        action_id=action["action_id"],
+        service=checked.get("service"),
+    )
+    return {"status": str(ran["status"]), "result": ran["result"]}
+
+
+@runtime.step(name="ExecutionRecorded")
+def execution_recorded(incident_id: str, plan_id: str, ran: dict[str, Any]) -> dict[str, Any]:
+    """Record the execution's outcome on the plan; move to VERIFYING when it succeeded."""
+
+    def body(s: Session) -> dict[str, Any]:
+        plan = plan_service.get(session=s, plan_id=plan_id)
+        ok = ran["status"] == "SUCCEEDED"
+        plan.execution_status = ExecutionStatus.SUCCESS if ok else ExecutionStatus.FAILED
+        if ok:
+            incident_service.set_status(
+                session=s, incident_id=incident_id, status=IncidentStatus.VERIFYING
+            )
+        return {"ok": ok, "status": ran["status"]}
+
+    return db_step("ExecutionRecorded", incident_id, {"execution": ran}, body)
+
+
+@runtime.step(name="Verification.check")
+def verification_check(expression: str) -> dict[str, Any]:
+    """Evaluate the alert's expression now (read-only)."""
+    verifier = flow_deps.get().verifier
+    if verifier is None:
+        return {"ok": False, "firing": None, "error": "no verifier configured"}
+    try:
+        return verifier.check(expression)
+    except Exception as exc:  # noqa: BLE001
+        return {"ok": False, "firing": None, "error": f"{type(exc).__name__}: {exc}"}
+
+
+@runtime.step(name="Verification")
+def verification_result(incident_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """Record whether the metric recovered."""
+    return db_step(
+        "Verification",
+        incident_id,
+        {"checks": outcome.get("checks", [])},
+        lambda s: {"recovered": outcome["recovered"], "reason": outcome["reason"]},
+        action_type=ActionType.VERIFICATION,
+    )
+
+
+@runtime.step(name="IncidentClosed")
+def incident_closed(incident_id: str, reason: str) -> dict[str, Any]:
+    """Close the incident."""
+
+    def body(s: Session) -> dict[str, Any]:
+        incident_service.set_status(
+            session=s, incident_id=incident_id, status=IncidentStatus.CLOSED
+        )
+        return {"status": IncidentStatus.CLOSED, "reason": reason}
+
+    return db_step("IncidentClosed", incident_id, {"reason": reason}, body)
+
+
+@runtime.step(name="EscalatedRunbook")
+def escalated_runbook(incident_id: str, reason: str) -> dict[str, Any]:
+    """The fix did not help: record it before handing over to a human."""
+    return db_step(
+        "EscalatedRunbook", incident_id, {"reason": reason}, lambda s: {"reason": reason}
+    )
+
+
+@runtime.step(name="VerificationPlan")
+def verification_plan(incident_id: str) -> dict[str, Any]:
+    """Which expression to watch and for how long (read once, so the loop is deterministic)."""
+    d = flow_deps.get()
+    with Session(d.engine) as s:
+        inc = incident_service.get(session=s, incident_id=incident_id)
+        expr = expr_from_generator_url((inc.source_alert or {}).get("generator_url"))
+    v = d.settings.verify
+    return {
+        "expression": expr,
+        "interval": v.interval_seconds,
+        "stable_checks": max(1, math.ceil(v.stable_seconds / v.interval_seconds)),
+        "max_checks": max(1, math.ceil(v.deadline_seconds / v.interval_seconds)),
+    }
+
+
 # ---------------------------------------------------------------- workflows
+
+
+def _escalate(incident_id: str, reason: str) -> dict[str, Any]:
+    escalate_to_human(incident_id, reason)
+    sent = notify(incident_id, "escalated", reason)
+    return {"outcome": "ESCALATED", "reason": reason, "notification": sent["status"]}
 
 
 @runtime.workflow(name=TRIAGE)
@@ -221,27 +487,61 @@ def triage_incident(incident_id: str) -> dict[str, Any]:
     std = alert_received(incident_id)
     results = {name: gather_source(incident_id, name, std) for name in std["context_sources"]}
     snapshot = store_context(incident_id, results)
+    facts = read_policy_facts(incident_id, False)
     rca = root_cause_analysis(incident_id, snapshot)
-    plan = remediation_planning(incident_id, rca)
-    decision = risk_evaluation(incident_id, plan)
-    missing = [r["reason"] for r in (rca, plan) if r.get("reason")]
+    plan = remediation_planning(incident_id, rca, facts)
+    decision = risk_evaluation(incident_id, plan, facts)
     outcome = decision["outcome"]
     if outcome == "EXECUTE":
         # The remediation workflow id is deterministic, so it starts once.
         runtime.enqueue_child(remediate_incident, remediation_workflow_id(incident_id), incident_id)
         return {"outcome": outcome, "next": remediation_workflow_id(incident_id)}
+    if outcome == "REQUIRE_APPROVAL":
+        notify(incident_id, "approval_requested", f"approval {decision['approval_id']} needed")
+        return {"outcome": outcome, "approval_id": decision["approval_id"]}
+    missing = [r["reason"] for r in (rca, plan) if r.get("reason")]
     reason = decision.get("reason") or f"policy outcome {outcome}"
-    if decision.get("reason") and missing:
+    if plan.get("proposal") is None and missing:
         reason = "; ".join(dict.fromkeys([*missing, reason]))
-    escalate_to_human(incident_id, reason)
-    sent = notify(incident_id, "escalated", reason)
-    return {"outcome": "ESCALATED", "reason": reason, "notification": sent["status"]}
+    return _escalate(incident_id, reason)
 
 
 @runtime.workflow(name=REMEDIATE)
 def remediate_incident(incident_id: str) -> dict[str, Any]:
-    """Remediation: execute → verify → close, or escalate (executors arrive with the policy)."""
-    reason = "no executor configured: the approved action was not run"
-    escalate_to_human(incident_id, reason)
-    notify(incident_id, "escalated", reason)
-    return {"outcome": "ESCALATED", "reason": reason}
+    """Remediation: recheck → execute → verify → close, or escalate."""
+    facts = read_policy_facts(incident_id, True)
+    checked = risk_recheck(incident_id, facts)
+    if checked["outcome"] != "EXECUTE":
+        return _escalate(incident_id, checked.get("reason") or "policy refused at execution time")
+    ran = autonomous_execution(incident_id, checked)
+    recorded = execution_recorded(incident_id, checked["plan_id"], ran)
+    if not recorded["ok"]:
+        reason = f"execution {ran['status']}: {ran['result'].get('error') or ran['result']}"
+        escalated_runbook(incident_id, reason)
+        return _escalate(incident_id, reason)
+    vp = verification_plan(incident_id)
+    if not vp["expression"]:
+        return _escalate(incident_id, "executed, but the alert carries no expression to verify")
+    checks: list[dict[str, Any]] = []
+    clear_run = 0
+    recovered = False
+    for _ in range(int(vp["max_checks"])):
+        runtime.durable_sleep(float(vp["interval"]))
+        c = verification_check(vp["expression"])
+        checks.append({"ok": c.get("ok"), "firing": c.get("firing"), "error": c.get("error")})
+        clear_run = clear_run + 1 if c.get("ok") and c.get("firing") is False else 0
+        if clear_run >= int(vp["stable_checks"]):
+            recovered = True
+            break
+    reason = (
+        f"{vp['expression']} clear for {clear_run} consecutive checks"
+        if recovered
+        else f"{vp['expression']} did not stay clear within {len(checks)} checks"
+    )
+    verification_result(incident_id, {"recovered": recovered, "reason": reason, "checks": checks})
+    if recovered:
+        incident_closed(incident_id, reason)
+        notify(incident_id, "resolved", reason)
+        return {"outcome": "CLOSED", "reason": reason}
+    escalated_runbook(incident_id, reason)
+    return _escalate(incident_id, f"remediation did not recover the metric: {reason}")

@@ -31,12 +31,6 @@ class Planner(Protocol):
     ) -> dict[str, Any]: ...
 
 
-class PolicyGate(Protocol):
-    """Reads facts deterministically and returns the policy's Decision for a proposal."""
-
-    def decide(self, proposal: dict[str, Any], incident: dict[str, Any]) -> dict[str, Any]: ...
-
-
 class Executor(Protocol):
     """Runs one approved action; reconcile says whether it already happened (None: can't tell)."""
 
@@ -46,9 +40,9 @@ class Executor(Protocol):
 
 
 class Verifier(Protocol):
-    """Checks whether the incident's signal recovered."""
+    """Evaluates an alert expression now: {"ok": queried, "firing": bool, "query", "error"}."""
 
-    def check(self, incident: dict[str, Any]) -> dict[str, Any]: ...
+    def check(self, expression: str) -> dict[str, Any]: ...
 
 
 class Notifier(Protocol):
