@@ -22,6 +22,8 @@ audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit log
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(audit_app, name="audit")
+policy_app = typer.Typer(no_args_is_help=True, help="The deterministic policy.")
+app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[str | None, typer.Option("--config", help="YAML configuration file")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document")]
@@ -319,6 +321,190 @@ def demo(
     thread.join(timeout=20)
     engine.dispose()
     raise typer.Exit(0 if expected else 1)
+
+
+@policy_app.command("check")
+def policy_check(file: Path) -> None:
+    """Validate a policy file; exit 1 with every problem listed."""
+    from sentinel.policy.rules import check_policy_text
+
+    if not file.exists():
+        typer.echo(f"error: {file} does not exist", err=True)
+        raise typer.Exit(2)
+    problems = check_policy_text(file.read_bytes())
+    if problems:
+        for p in problems:
+            typer.echo(f"{file}: {p}")
+        raise typer.Exit(1)
+    typer.echo(f"{file}: OK")
+
+
+@policy_app.command("explain")
+def policy_explain(
+    action: Annotated[str, typer.Option("--action", help="catalog action id")],
+    target: Annotated[str, typer.Option("--target", help="e.g. k8s:shop/pod/checkout-1")],
+    env: Annotated[str | None, typer.Option("--env", help="environment")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="extra param k=v (to_revision=6, replicas=4)")
+    ] = None,
+    policy_file: Annotated[Path | None, typer.Option("--policy")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Show every check the engine makes for ACTION on TARGET with today's inventory."""
+    from sentinel.bootstrap import build_deps
+    from sentinel.core.db import make_engine
+    from sentinel.flows.facts import read_facts
+    from sentinel.policy.actions import ProposedAction, params_from_target
+    from sentinel.policy.engine import explain, format_explanation
+    from sentinel.policy.facts import Facts
+    from sentinel.policy.rules import PolicyError, load_policy_file
+
+    s = _settings(config)
+    try:
+        params = params_from_target(action, target)
+        for kv in param or []:
+            k, sep, v = kv.partition("=")
+            if not sep:
+                raise ValueError(f"--param {kv!r}: expected key=value")
+            params[k] = int(v) if v.lstrip("-").isdigit() else v
+        policy = load_policy_file(policy_file or s.policy.file)
+    except (ValueError, PolicyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    from sentinel.bootstrap import upgrade_database
+
+    upgrade_database(s)
+    engine = make_engine(s.database_url)
+    deps = build_deps(s, engine)
+    from sqlalchemy.orm import Session
+
+    with Session(engine) as session:
+        facts = read_facts(deps, session)
+    if env:
+        facts["environment"] = env
+    exp = explain(
+        ProposedAction(action_id=action, params=params), Facts.model_validate(facts), policy
+    )
+    typer.echo(format_explanation(exp))
+    engine.dispose()
+
+
+@app.command()
+def replay(
+    incident_id: str,
+    policy_file: Annotated[Path | None, typer.Option("--policy")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-run every recorded decision of an incident; exit 0 only when all are identical."""
+    from sentinel.core.db import make_engine
+    from sentinel.core.errors import SentinelError
+    from sentinel.flows.replay import replay_incident
+    from sentinel.plan.runbooks import RunbookPlanner, load_runbooks
+    from sentinel.policy.rules import load_policy_file
+
+    s = _settings(config)
+    engine = make_engine(s.database_url)
+    try:
+        results = replay_incident(
+            engine,
+            incident_id,
+            load_policy_file(policy_file or s.policy.file),
+            RunbookPlanner(load_runbooks(s.planner.runbook_paths)),
+        )
+    except SentinelError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    same = all(r.identical for r in results)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "incident_id": incident_id,
+                    "identical": same,
+                    "decisions": [
+                        {
+                            "seq": r.seq,
+                            "step": r.step,
+                            "identical": r.identical,
+                            "differences": {k: list(v) for k, v in r.differences.items()},
+                            "note": r.note,
+                        }
+                        for r in results
+                    ],
+                }
+            )
+        )
+    else:
+        if not results:
+            typer.echo("no recorded decisions for this incident")
+        for r in results:
+            word = "identical" if r.identical else "DIFFERENT"
+            typer.echo(f"seq {r.seq:>6}  {r.step:<32} {word}")
+            for k, (was, now) in r.differences.items():
+                typer.echo(f"            {k}: recorded {was!r} -> now {now!r}")
+            if r.note:
+                typer.echo(f"            note: {r.note}")
+    raise typer.Exit(0 if same else 1)
+
+
+def _decide_via_api(approval_id: str, verb: str, comment: str, url: str, token: str | None) -> None:
+    import httpx
+
+    if not token:
+        typer.echo("error: give --token or set SENTINEL_TOKEN", err=True)
+        raise typer.Exit(2)
+    try:
+        r = httpx.post(
+            f"{url.rstrip('/')}/api/v1/approvals/{approval_id}/{verb}",
+            json={"comment": comment},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if r.status_code >= 400:
+        err = (
+            r.json().get("error", {})
+            if r.headers.get("content-type", "").startswith("application/json")
+            else {}
+        )
+        typer.echo(f"error: {r.status_code} {err.get('message', r.text)}", err=True)
+        raise typer.Exit(1)
+    doc = r.json()
+    typer.echo(
+        f"{doc['status']}: {doc['action_id']} on {doc['target']} (incident {doc['incident_id']})"
+    )
+
+
+UrlOpt = Annotated[str, typer.Option("--url", envvar="SENTINEL_URL", help="Sentinel API base URL")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="SENTINEL_TOKEN", help="API token")]
+CommentOpt = Annotated[str, typer.Option("--comment", "-m")]
+
+
+@app.command()
+def approve(
+    approval_id: str,
+    comment: CommentOpt = "",
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+) -> None:
+    """Approve a pending action (your token's user must hold the approver role)."""
+    _decide_via_api(approval_id, "approve", comment, url, token)
+
+
+@app.command()
+def reject(
+    approval_id: str,
+    comment: CommentOpt = "",
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+) -> None:
+    """Reject a pending action; nothing runs and the incident is closed."""
+    _decide_via_api(approval_id, "reject", comment, url, token)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -15,6 +16,7 @@ from sentinel.audit import checkpoint
 from sentinel.audit.models import AuditRecord
 from sentinel.incident import service as incident_service
 from sentinel.incident.schemas import IncidentPage, IncidentRead, TimelineEntry
+from sentinel.notify import postmortem
 from sentinel.plan import service as plan_service
 from sentinel.plan.schemas import PlanRead
 
@@ -57,6 +59,19 @@ def get_timeline(incident_id: str, state: StateDep, _: Reader) -> list[TimelineE
     """The incident's path through the graph, from the audit log."""
     with Session(state.engine) as s:
         return incident_service.timeline(session=s, incident_id=incident_id)
+
+
+@router.get("/incidents/{incident_id}/postmortem", response_class=PlainTextResponse)
+def get_postmortem(incident_id: str, state: StateDep, _: Reader) -> PlainTextResponse:
+    """The post-mortem in Markdown, from recorded facts only."""
+    with Session(state.engine) as s:
+        inc = incident_service.read(session=s, incident_id=incident_id)
+        plans = plan_service.plans_of(session=s, incident_id=incident_id)
+        tl = incident_service.timeline(session=s, incident_id=incident_id)
+    md = postmortem.render(
+        inc.model_dump(), [p.model_dump() for p in plans], [t.model_dump() for t in tl]
+    )
+    return PlainTextResponse(md, media_type="text/markdown; charset=utf-8")
 
 
 @router.get("/audit")

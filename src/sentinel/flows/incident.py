@@ -338,6 +338,7 @@ def risk_recheck(incident_id: str, facts: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {
             "outcome": decision.outcome.value,
             "decision": doc,
+            "proposal": proposal,
             "plan_id": plan.plan_id,
             "action": {
                 "action_id": plan.proposed_action,
@@ -466,6 +467,7 @@ def verification_plan(incident_id: str) -> dict[str, Any]:
     v = d.settings.verify
     return {
         "expression": expr,
+        "can_verify": d.verifier is not None,
         "interval": v.interval_seconds,
         "stable_checks": max(1, math.ceil(v.stable_seconds / v.interval_seconds)),
         "max_checks": max(1, math.ceil(v.deadline_seconds / v.interval_seconds)),
@@ -522,6 +524,8 @@ def remediate_incident(incident_id: str) -> dict[str, Any]:
     vp = verification_plan(incident_id)
     if not vp["expression"]:
         return _escalate(incident_id, "executed, but the alert carries no expression to verify")
+    if not vp["can_verify"]:
+        return _escalate(incident_id, "executed, but no verifier (Prometheus) is configured")
     checks: list[dict[str, Any]] = []
     clear_run = 0
     recovered = False
