@@ -61,9 +61,14 @@ SERVICES = ["api", "db", "worker"]
 PROTECTED = {"sentinel.io/protected": "true"}
 
 
+# Hypothesis favours the first element of sampled_from and small integers; these say
+# "mostly yes" / "mostly no" without depending on that bias.
+usually = st.sampled_from([True] * 7 + [False] * 3)
+rarely = st.sampled_from([False] * 9 + [True])
+
+
 def _bits(draw: st.DrawFn, n: int) -> list[bool]:
-    mask = draw(st.integers(0, 2**n - 1))
-    return [bool(mask >> i & 1) for i in range(n)]
+    return draw(st.lists(usually, min_size=n, max_size=n))
 
 
 @st.composite
@@ -72,7 +77,7 @@ def inventories(draw: st.DrawFn) -> Inventory:
     pod_keys = [(ns, p) for ns in NAMESPACES for p in PODS]
     dep_keys = [(ns, d) for ns in NAMESPACES for d in DEPLOYMENTS]
     keep = _bits(draw, 32)
-    guard = [draw(st.integers(0, 7)) == 0 for _ in range(6)]  # protected, 1 in 8
+    guard = draw(st.lists(rarely, min_size=6, max_size=6))  # protected, now and then
     pods = [
         PodFact(
             namespace=ns,
@@ -162,18 +167,18 @@ def proposals(draw: st.DrawFn) -> ProposedAction:
         fields = draw(st.lists(st.sampled_from(sorted(FIELD_VALUES)), max_size=3, unique=True))
     params: dict[str, Any] = {}
     for name in fields:
-        if draw(st.integers(0, 19)):  # usually present, usually well-typed
-            params[name] = draw(FIELD_VALUES[name] if draw(st.integers(0, 19)) else JUNK)
-    if action_id == "flush_redis_cache" and draw(st.integers(0, 3)):
+        if not draw(rarely):  # usually present, usually well-typed
+            params[name] = draw(JUNK if draw(rarely) else FIELD_VALUES[name])
+    if action_id == "flush_redis_cache" and draw(usually):
         params.pop(draw(st.sampled_from(["db", "key_pattern"])), None)  # usually exactly one
-    if not draw(st.integers(0, 19)):
+    if draw(rarely):
         params[draw(st.sampled_from(["force", "extra"]))] = draw(JUNK)
     return ProposedAction(action_id=action_id, params=params, reasoning=draw(st.text(max_size=10)))
 
 
 @st.composite
 def policies(draw: st.DrawFn) -> Policy:
-    envs = [e for e in ENVS if draw(st.integers(0, 5))]
+    envs = [e for e in ENVS if not draw(rarely)]
     subset = st.lists(st.sampled_from(RISKS), unique=True)
     rule = st.fixed_dictionaries(
         {"effect": st.sampled_from(["allow", "require_approval", "deny"])},
@@ -189,7 +194,7 @@ def policies(draw: st.DrawFn) -> Policy:
         },
     )
     rules = draw(st.lists(rule, max_size=2))
-    if draw(st.integers(0, 3)):
+    if draw(usually):
         rules.append({"effect": "allow"})
     doc = {
         "version": 1,
@@ -262,7 +267,7 @@ def scenarios(draw: st.DrawFn) -> tuple[ProposedAction, Facts, Policy]:
     policy = draw(policies())
     now = BASE + timedelta(minutes=draw(st.integers(-90, 90)))
     approval = None
-    if draw(st.integers(0, 3)):  # usually offered: the interesting case
+    if draw(usually):  # usually offered: the interesting case
         approval = ApprovalFact(
             approval_id="apr",
             approver=draw(st.sampled_from(PEOPLE)),
@@ -272,7 +277,7 @@ def scenarios(draw: st.DrawFn) -> tuple[ProposedAction, Facts, Policy]:
                 st.sampled_from([oracle_digest(proposal)] * 3 + ["0" * 64, "f" * 64])
             ),
             expires_at=now + timedelta(seconds=draw(st.integers(-600, 3600))),
-            used=draw(st.integers(0, 3)) == 0,
+            used=draw(rarely),
         )
     targets = st.sampled_from(
         ["k8s:shop/pod/api-1", "k8s:shop/deployment/api", "redis:cache/db/0", "ssh:web-01", "x"]
