@@ -1,7 +1,7 @@
 # Sentinel — `make demo` and `make test` do all set-up on a fresh machine.
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-APT_PACKAGES := prometheus prometheus-alertmanager
+APT_PACKAGES := prometheus prometheus-alertmanager openssh-server
 PG_VERSION = $(shell ls /etc/postgresql 2>/dev/null | head -1)
 
 .PHONY: help deps sysdeps services demo test lint fmt bench-ingest clean
@@ -13,7 +13,7 @@ deps: ## Install uv (if missing) and the locked Python dependencies
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
 	@$(UV) sync --frozen --quiet
 
-sysdeps: ## Install the Debian packages the tests use (prometheus, alertmanager), when missing
+sysdeps: ## Install the Debian packages the tests use (prometheus, alertmanager, sshd), when missing
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
