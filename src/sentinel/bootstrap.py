@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
 from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine
+from sentinel.executors.aws import AwsExecutor, AwsSettings
 from sentinel.executors.dry_run import DryRunExecutor
 from sentinel.executors.redis import RedisExecutor
 from sentinel.executors.router import ExecutorRouter
+from sentinel.executors.ssh import SshExecutor, SshSettings
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
+from sentinel.flows.models import Intent
 from sentinel.flows.ports import ContextPort
 from sentinel.notify.webhook import WebhookNotifier
 from sentinel.plan.runbooks import RunbookPlanner, load_runbooks
@@ -62,12 +69,31 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         if settings.notify.webhook_url
         else None
     )
-    redis_ex = (
-        RedisExecutor(settings.executors.redis_clusters, settings.executors.redis_timeout_seconds)
-        if settings.executors.redis_clusters
-        else None
-    )
-    executor = ExecutorRouter([redis_ex] if redis_ex else [], fallback=DryRunExecutor())
+    ex = settings.executors
+    executors: list[Any] = []
+    readers: list[Callable[[], dict[str, Any]]] = []
+    if ex.redis_clusters:
+        redis_ex = RedisExecutor(ex.redis_clusters, ex.redis_timeout_seconds)
+        executors.append(redis_ex)
+        readers.append(lambda: redis_facts(redis_ex.inventory()))
+    if ex.ssh:
+        ssh_ex = SshExecutor(SshSettings.model_validate(ex.ssh))
+        executors.append(ssh_ex)
+        readers.append(ssh_ex.inventory)
+    if ex.aws:
+        aws_ex = AwsExecutor(
+            AwsSettings.model_validate(ex.aws),
+            intent_started_at=lambda key: intent_started_at(engine, key),
+        )
+        executors.append(aws_ex)
+        readers.append(
+            lambda: {
+                k: v
+                for k, v in aws_ex.inventory().items()
+                if k in ("ec2_instances", "ecs_services")
+            }
+        )
+    executor = ExecutorRouter(executors, fallback=DryRunExecutor())
     return flow_deps.Deps(
         settings=settings,
         engine=engine,
@@ -77,8 +103,26 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         executor=executor,
         verifier=verifier,
         notifier=notifier,
-        redis_inventory=redis_ex.inventory if redis_ex else None,
+        inventory_readers=readers,
     )
+
+
+def redis_facts(live: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Redis executor inventory → policy facts: reachable clusters and their dbs only."""
+    return {
+        "redis_clusters": [
+            {"name": name, "dbs": info.get("dbs", [])}
+            for name, info in sorted(live.items())
+            if info.get("reachable")
+        ]
+    }
+
+
+def intent_started_at(engine: Engine, key: str) -> datetime | None:
+    """When the side effect with this idempotency key was first attempted (for reconcile)."""
+    with Session(engine) as s:
+        it = s.get(Intent, key)
+        return it.started_at if it else None
 
 
 def start_worker(settings: Settings, engine: Engine) -> runtime.Worker:

@@ -81,6 +81,10 @@ class ExecutorSettings(BaseModel):
 
     redis_clusters: dict[str, str] = Field(default_factory=dict)  # name -> redis:// URL
     redis_timeout_seconds: float = Field(default=5.0, gt=0)
+    # Validated by bootstrap into executors.ssh.SshSettings / executors.aws.AwsSettings
+    # (core sits below executors, so it keeps them as plain mappings).
+    ssh: dict[str, Any] | None = None
+    aws: dict[str, Any] | None = None
 
 
 class VerifySettings(BaseModel):

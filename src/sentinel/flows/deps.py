@@ -31,8 +31,9 @@ class Deps:
     executor: Executor | None = None
     verifier: Verifier | None = None
     notifier: Notifier | None = None
-    # Live inventory readers (read-only); their answers become policy facts.
-    redis_inventory: Callable[[], dict[str, dict[str, Any]]] | None = None
+    # Live inventory readers (read-only), each returning a partial policy.facts.Inventory
+    # dict; their answers become the policy's facts at decision time.
+    inventory_readers: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
 
 
 _deps: Deps | None = None

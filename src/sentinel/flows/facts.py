@@ -17,20 +17,26 @@ HISTORY_WINDOW = timedelta(hours=24)
 
 
 def live_inventory(deps: Deps) -> dict[str, Any]:
-    """Static inventory from configuration, overlaid with what live sources report now."""
+    """Static inventory from configuration, overlaid with what live sources report now.
+
+    A live list replaces the static one (what exists is what the source says now), except
+    that live entries keep the static entry's extra fields (service, labels, key patterns).
+    """
     inv: dict[str, Any] = {k: list(v) for k, v in deps.settings.inventory.items()}
-    static_redis = {c["name"]: c for c in inv.get("redis_clusters", [])}
-    if deps.redis_inventory is not None:
-        live = deps.redis_inventory()
-        clusters = []
-        for name, info in sorted(live.items()):
-            if not info.get("reachable"):
-                continue  # an unreachable cluster is not a valid target
-            base = dict(static_redis.get(name, {"name": name}))
-            base["dbs"] = info.get("dbs", [])
-            clusters.append(base)
-        inv["redis_clusters"] = clusters
+    for read in deps.inventory_readers:
+        for kind, items in read().items():
+            if not isinstance(items, list):
+                continue
+            static = {_key(x): x for x in inv.get(kind, []) if isinstance(x, dict)}
+            inv[kind] = [{**static.get(_key(x), {}), **x} for x in items]
     return inv
+
+
+def _key(item: dict[str, Any]) -> str:
+    return str(
+        item.get("instance_id")
+        or f"{item.get('cluster', '')}/{item.get('namespace', '')}/{item.get('name')}"
+    )
 
 
 def read_facts(deps: Deps, session: Session, *, approval_id: str | None = None) -> dict[str, Any]:
