@@ -242,7 +242,7 @@ def _cpu_seconds() -> float:
 
 async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     port, token, conc = cfg["port"], cfg["token"], cfg["concurrency"]
-    t0 = cfg["start_at"]  # wall clock, shared by every load-generator process
+    t0 = cfg["start_at"]  # wall clock, the same for every load-generator process
     w_start, w_end = t0 + cfg["warmup"], t0 + cfg["warmup"] + cfg["duration"]
     payloads = Payloads(cfg["tag"], cfg["redeliver"], cfg["seed"])
     window_lat: list[float] = []
@@ -274,11 +274,9 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             if httpx_client is not None
             else RawConn(HOST, port, token)
         )
-        while True:
-            now = time.time()
-            if now >= w_end:
-                break
+        while time.time() < w_end:
             fp, body = payloads.next()
+            sent = time.perf_counter()
             status = 0
             err = ""
             try:
@@ -290,6 +288,7 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
                 err = type(exc).__name__
                 if len(samples) < 5:
                     samples.append(f"{err}: {exc}")
+            took_ms = (time.perf_counter() - sent) * 1000.0
             done = time.time()
             total["requests"] += 1
             status_seen[str(status) if status else err] += 1
@@ -299,7 +298,7 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             if w_start <= done < w_end:
                 total["window_requests"] += 1
                 if status == 202:
-                    window_lat.append((done - now) * 1000.0)
+                    window_lat.append(took_ms)
                 else:
                     total["window_errors"] += 1
         conn.close()
@@ -320,18 +319,22 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def loadgen_main(cfg: dict[str, Any], out: Any) -> None:
-    """Entry of one load-generator process; sends its results back through ``out``."""
+def loadgen_main(cfg: dict[str, Any], chan: Any) -> None:
+    """Entry of one load-generator process: ready, wait for the start time, run, report."""
     try:
         import uvloop
 
         runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
     except ImportError:
         runner = asyncio.Runner()
+    if cfg["client"] == "httpx":
+        import httpx  # noqa: F401 - imported before the clock starts
+    chan.send("ready")
+    cfg = {**cfg, "start_at": chan.recv()}
     with runner:
         result = runner.run(_drive(cfg))
-    out.send(result)
-    out.close()
+    chan.send(result)
+    chan.close()
 
 
 # --------------------------------------------------------------------------------------
@@ -450,7 +453,6 @@ def run_pass(
     duration = args.duration if kind == "load" else args.latency_duration
     warmup = args.warmup if kind == "load" else min(args.warmup, 1.0)
     ctx = mp.get_context("spawn")
-    start_at = time.time() + 1.5  # lets the spawned interpreters import before the clock starts
     pipes, children = [], []
     for i in range(procs):
         share = conc // procs + (1 if i < conc % procs else 0)
@@ -458,7 +460,6 @@ def run_pass(
             "port": server.port,
             "token": token,
             "concurrency": share,
-            "start_at": start_at,
             "warmup": warmup,
             "duration": duration,
             "redeliver": args.redeliver,
@@ -467,12 +468,18 @@ def run_pass(
             "client": args.client,
             "timeout": args.timeout,
         }
-        rx, tx = ctx.Pipe(duplex=False)
-        p = ctx.Process(target=loadgen_main, args=(cfg, tx), daemon=True)
+        mine, theirs = ctx.Pipe()
+        p = ctx.Process(target=loadgen_main, args=(cfg, theirs), daemon=True)
         p.start()
-        tx.close()
-        pipes.append(rx)
+        theirs.close()
+        pipes.append(mine)
         children.append(p)
+    for chan, p in zip(pipes, children, strict=True):  # every interpreter is up and imported
+        if not chan.poll(120) or chan.recv() != "ready":
+            raise RuntimeError(f"load generator {p.pid} did not start")
+    start_at = time.time() + 0.2  # one start time for all of them
+    for chan in pipes:
+        chan.send(start_at)
 
     w_start, w_end = start_at + warmup, start_at + warmup + duration
     time.sleep(max(0.0, w_start - time.time()))
