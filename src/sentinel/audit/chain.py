@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import rfc8785
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session
 
 from sentinel.audit.models import AuditRecord
@@ -116,6 +116,76 @@ def append(
     )
     session.flush()
     return Appended(seq, audit_id, digest)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record to append (see append_many)."""
+
+    actor: str
+    action_type: str
+    details: dict[str, Any]
+    incident_id: str | None = None
+
+
+def append_many(session: Session, entries: list[Entry], at: datetime | None = None) -> list[Appended]:
+    """Append several records in order inside the caller's transaction (one head read on SQLite)."""
+    if not entries:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return [
+            append(
+                session,
+                actor=e.actor,
+                action_type=e.action_type,
+                details=e.details,
+                incident_id=e.incident_id,
+                at=at,
+            )
+            for e in entries
+        ]
+    ts_dt = at or utcnow()
+    ts = ts_dt.isoformat().replace("+00:00", "Z")
+    head = session.execute(
+        select(AuditRecord.seq, AuditRecord.cryptographic_hash)
+        .order_by(AuditRecord.seq.desc())
+        .limit(1)
+    ).first()
+    seq = head.seq if head else 0
+    prev = head.cryptographic_hash if head else GENESIS
+    rows: list[dict[str, Any]] = []
+    out: list[Appended] = []
+    for e in entries:
+        seq += 1
+        audit_id = new_id()
+        body = canonical(
+            {
+                "audit_id": audit_id,
+                "timestamp": ts,
+                "actor": str(e.actor),
+                "action_type": str(e.action_type),
+                "incident_id": e.incident_id,
+                "details": redact(_jsonable(e.details)),
+            }
+        )
+        digest = chain_hash(prev, seq, body)
+        rows.append(
+            {
+                "seq": seq,
+                "audit_id": audit_id,
+                "timestamp": ts_dt,
+                "actor": str(e.actor),
+                "action_type": str(e.action_type),
+                "incident_id": e.incident_id,
+                "body": body,
+                "prev_hash": prev,
+                "cryptographic_hash": digest,
+            }
+        )
+        out.append(Appended(seq, audit_id, digest))
+        prev = digest
+    session.execute(insert(AuditRecord), rows)
+    return out
 
 
 def record_view(rec: AuditRecord) -> dict[str, Any]:

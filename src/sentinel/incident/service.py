@@ -5,25 +5,17 @@ from __future__ import annotations
 import base64
 import json
 import zlib
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from sentinel.audit import chain as audit
-from sentinel.audit.models import ActionType, Actor, AuditRecord
+from sentinel.audit.models import AuditRecord
 from sentinel.core.clock import utcnow
 from sentinel.core.errors import BadRequest, NotFound
-from sentinel.incident.models import (
-    OPEN_STATUSES,
-    Alert,
-    AlertStatus,
-    ContextSnapshot,
-    Incident,
-    IncidentStatus,
-)
+from sentinel.incident.ingest import Delivery, IngestOutcome, ingest_batch
+from sentinel.incident.models import Alert, ContextSnapshot, Incident, IncidentStatus
 from sentinel.incident.schemas import (
     AlertIn,
     AlertRead,
@@ -34,27 +26,6 @@ from sentinel.incident.schemas import (
     TimelineEntry,
 )
 
-_OPEN = [s.value for s in OPEN_STATUSES]
-
-
-@dataclass
-class IngestOutcome:
-    """Which incidents the delivery touched and which it opened."""
-
-    incident_ids: list[str] = field(default_factory=list)
-    opened: list[str] = field(default_factory=list)
-
-
-def _lock_services(session: Session, services: list[str]) -> None:
-    # Serialize grouping per service across API replicas (SQLite is already serialized).
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    from sqlalchemy import text
-
-    for svc in sorted(set(services)):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 7262730002))"), {"s": svc}
-        )
 
 
 def ingest_alerts(
@@ -67,111 +38,14 @@ def ingest_alerts(
     principal: str,
     now: datetime | None = None,
 ) -> IngestOutcome:
-    """Store a delivery: dedupe by fingerprint, group by service within the window, audit it."""
-    now = now or utcnow()
-    _lock_services(session, [a.service for a in alerts])
-    out = IngestOutcome()
-    audit.append(
-        session,
-        actor=Actor.EXTERNAL_SOURCE,
-        action_type=ActionType.ALERT_INGESTED,
-        details={"source": source, "principal": principal, "payload": raw},
+    """Store one delivery: dedupe by fingerprint, group by service within the window, audit it."""
+    (out,) = ingest_batch(
+        session=session,
+        deliveries=[Delivery(alerts=alerts, raw=raw, source=source, principal=principal)],
+        window_seconds=window_seconds,
+        now=now,
     )
-    for a in alerts:
-        incident_id = _ingest_one(session, a, window_seconds, now, out)
-        if incident_id and incident_id not in out.incident_ids:
-            out.incident_ids.append(incident_id)
     return out
-
-
-def _ingest_one(
-    session: Session, a: AlertIn, window_seconds: int, now: datetime, out: IngestOutcome
-) -> str | None:
-    existing = session.execute(
-        select(Alert, Incident)
-        .join(Incident, Incident.incident_id == Alert.incident_id)
-        .where(Alert.source == a.source, Alert.fingerprint == a.fingerprint)
-        .order_by(Incident.status.in_(_OPEN).desc(), Alert.last_received_at.desc())
-        .limit(1)
-    ).first()
-    if a.status == "resolved":
-        if existing is None:
-            return None  # never saw it fire; the delivery itself is in the audit log
-        alert, incident = existing
-        alert.status = AlertStatus.RESOLVED
-        alert.resolved_at = now
-        alert.ends_at = a.ends_at or now
-        alert.last_received_at = now
-        return incident.incident_id
-    if existing is not None and existing[1].status in _OPEN:
-        alert, incident = existing
-        alert.received_count += 1
-        alert.last_received_at = now
-        alert.status = AlertStatus.FIRING
-        alert.resolved_at = None
-        incident.last_alert_at = now
-        return incident.incident_id
-    grouped = session.scalar(
-        select(Incident)
-        .where(
-            Incident.service == a.service,
-            Incident.status.in_(_OPEN),
-            Incident.last_alert_at >= now - timedelta(seconds=window_seconds),
-        )
-        .order_by(Incident.created_at.desc())
-        .limit(1)
-    )
-    if grouped is None:
-        incident = Incident(
-            status=IncidentStatus.OPEN,
-            service=a.service,
-            title=f"{a.alertname} on {a.service}",
-            severity=a.severity,
-            source_alert={
-                "type": a.alertname,
-                "service": a.service,
-                "source": a.source,
-                "labels": a.labels,
-                "annotations": a.annotations,
-                "generator_url": a.generator_url,
-                "starts_at": a.starts_at.isoformat() if a.starts_at else None,
-            },
-            created_at=now,
-            updated_at=now,
-            last_alert_at=now,
-        )
-        session.add(incident)
-        session.flush()
-        out.opened.append(incident.incident_id)
-        audit.append(
-            session,
-            actor=Actor.SENTINEL_AGENT,
-            action_type=ActionType.INCIDENT_OPENED,
-            incident_id=incident.incident_id,
-            details={"service": a.service, "alertname": a.alertname, "fingerprint": a.fingerprint},
-        )
-    else:
-        incident = grouped
-        incident.last_alert_at = now
-    session.add(
-        Alert(
-            incident_id=incident.incident_id,
-            source=a.source,
-            fingerprint=a.fingerprint,
-            alertname=a.alertname,
-            service=a.service,
-            status=AlertStatus.FIRING,
-            labels=a.labels,
-            annotations=a.annotations,
-            starts_at=a.starts_at,
-            ends_at=a.ends_at,
-            generator_url=a.generator_url,
-            first_received_at=now,
-            last_received_at=now,
-        )
-    )
-    session.flush()
-    return incident.incident_id
 
 
 def get(*, session: Session, incident_id: str) -> Incident:

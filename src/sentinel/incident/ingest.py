@@ -1,0 +1,267 @@
+"""Batch ingestion: many deliveries in one transaction with a handful of set-based statements.
+
+Semantics (the same as one delivery at a time, in arrival order):
+- a firing alert whose fingerprint is on a not-CLOSED incident joins it (received_count + 1);
+- otherwise it joins the newest not-CLOSED incident of its service whose last alert is within
+  the window, or opens a new incident;
+- a resolved alert marks its latest alert row resolved; one never seen opens nothing;
+- every delivery is one ALERT_INGESTED audit record, every new incident one INCIDENT_OPENED.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.orm import Session
+
+from sentinel.audit import chain as audit
+from sentinel.audit.models import ActionType, Actor
+from sentinel.core.clock import utcnow
+from sentinel.core.ids import new_id
+from sentinel.incident.models import OPEN_STATUSES, Alert, AlertStatus, Incident, IncidentStatus
+from sentinel.incident.schemas import AlertIn
+
+_OPEN = [s.value for s in OPEN_STATUSES]
+
+
+@dataclass
+class Delivery:
+    """One webhook delivery: its normalized alerts and the raw payload (for the audit log)."""
+
+    alerts: list[AlertIn]
+    raw: dict[str, Any]
+    source: str
+    principal: str
+
+
+@dataclass
+class IngestOutcome:
+    """Which incidents the delivery touched and which it opened."""
+
+    incident_ids: list[str] = field(default_factory=list)
+    opened: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _AlertState:
+    alert_id: str
+    incident_id: str
+    incident_open: bool
+    received_count: int
+    new: bool = False
+    dirty: bool = False
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+def _lock_services(session: Session, services: set[str]) -> None:
+    # Serialize grouping per service across API replicas (SQLite is already serialized).
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for svc in sorted(services):
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 7262730002))"), {"s": svc}
+        )
+
+
+def ingest_batch(
+    *,
+    session: Session,
+    deliveries: list[Delivery],
+    window_seconds: int,
+    now: datetime | None = None,
+) -> list[IngestOutcome]:
+    """Store deliveries in order; returns one outcome per delivery. Flushes, never commits."""
+    now = now or utcnow()
+    all_alerts = [a for d in deliveries for a in d.alerts]
+    services = {a.service for a in all_alerts}
+    _lock_services(session, services)
+    keys = {(a.source, a.fingerprint) for a in all_alerts}
+
+    # Latest alert row per (source, fingerprint), preferring one on a not-CLOSED incident.
+    known: dict[tuple[str, str], _AlertState] = {}
+    if keys:
+        fps = sorted({fp for _, fp in keys})
+        rows = session.execute(
+            select(
+                Alert.alert_id,
+                Alert.source,
+                Alert.fingerprint,
+                Alert.received_count,
+                Alert.last_received_at,
+                Alert.incident_id,
+                Incident.status,
+            )
+            .join(Incident, Incident.incident_id == Alert.incident_id)
+            .where(Alert.fingerprint.in_(fps))
+        ).all()
+        for r in sorted(rows, key=lambda r: (r.status in _OPEN, r.last_received_at)):
+            if (r.source, r.fingerprint) in keys:
+                known[(r.source, r.fingerprint)] = _AlertState(
+                    r.alert_id, r.incident_id, r.status in _OPEN, r.received_count
+                )
+
+    # Newest open incident per service inside the window.
+    by_service: dict[str, tuple[str, datetime]] = {}
+    if services:
+        cutoff = now - timedelta(seconds=window_seconds)
+        for g in session.execute(
+            select(Incident.incident_id, Incident.service, Incident.created_at)
+            .where(
+                Incident.service.in_(sorted(services)),
+                Incident.status.in_(_OPEN),
+                Incident.last_alert_at >= cutoff,
+            )
+            .order_by(Incident.created_at)
+        ):
+            by_service[g.service] = (g.incident_id, g.created_at)
+
+    new_incidents: list[dict[str, Any]] = []
+    touched_incidents: set[str] = set()
+    entries: list[audit.Entry] = []
+    outcomes: list[IngestOutcome] = []
+    for d in deliveries:
+        out = IngestOutcome()
+        entries.append(
+            audit.Entry(
+                Actor.EXTERNAL_SOURCE,
+                ActionType.ALERT_INGESTED,
+                {"source": d.source, "principal": d.principal, "payload": d.raw},
+            )
+        )
+        for a in d.alerts:
+            iid = _one(a, now, known, by_service, new_incidents, touched_incidents, entries, out)
+            if iid and iid not in out.incident_ids:
+                out.incident_ids.append(iid)
+        outcomes.append(out)
+
+    if new_incidents:
+        session.execute(insert(Incident), new_incidents)
+    new_alerts = [s.values for s in known.values() if s.new]
+    if new_alerts:
+        session.execute(insert(Alert), new_alerts)
+    changed = [
+        {"alert_id": s.alert_id, **s.values} for s in known.values() if s.dirty and not s.new
+    ]
+    for group in _by_columns(changed):
+        # ORM bulk UPDATE by primary key: one executemany per column set.
+        session.execute(update(Alert), group)
+    existing_touched = touched_incidents - {i["incident_id"] for i in new_incidents}
+    if existing_touched:
+        session.execute(
+            update(Incident)
+            .where(Incident.incident_id.in_(sorted(existing_touched)))
+            .values(last_alert_at=now),
+            execution_options={"synchronize_session": False},
+        )
+    audit.append_many(session, entries, at=now)
+    return outcomes
+
+
+def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(tuple(sorted(r)), []).append(r)
+    return list(groups.values())
+
+
+def _one(
+    a: AlertIn,
+    now: datetime,
+    known: dict[tuple[str, str], _AlertState],
+    by_service: dict[str, tuple[str, datetime]],
+    new_incidents: list[dict[str, Any]],
+    touched: set[str],
+    entries: list[audit.Entry],
+    out: IngestOutcome,
+) -> str | None:
+    key = (a.source, a.fingerprint)
+    st = known.get(key)
+    if a.status == "resolved":
+        if st is None:
+            return None  # never saw it fire; the delivery itself is in the audit log
+        st.values.update(
+            status=AlertStatus.RESOLVED.value,
+            resolved_at=now,
+            ends_at=a.ends_at or now,
+            last_received_at=now,
+        )
+        st.dirty = True
+        return st.incident_id
+    if st is not None and st.incident_open:
+        st.received_count += 1
+        st.values.update(
+            received_count=st.received_count,
+            last_received_at=now,
+            status=AlertStatus.FIRING.value,
+            resolved_at=None,
+        )
+        st.dirty = True
+        touched.add(st.incident_id)
+        return st.incident_id
+    grouped = by_service.get(a.service)
+    if grouped is None:
+        iid = new_id()
+        new_incidents.append(
+            {
+                "incident_id": iid,
+                "status": IncidentStatus.OPEN.value,
+                "service": a.service,
+                "title": f"{a.alertname} on {a.service}",
+                "severity": a.severity,
+                "source_alert": {
+                    "type": a.alertname,
+                    "service": a.service,
+                    "source": a.source,
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "generator_url": a.generator_url,
+                    "starts_at": a.starts_at.isoformat() if a.starts_at else None,
+                },
+                "created_at": now,
+                "updated_at": now,
+                "last_alert_at": now,
+            }
+        )
+        by_service[a.service] = (iid, now)
+        out.opened.append(iid)
+        entries.append(
+            audit.Entry(
+                Actor.SENTINEL_AGENT,
+                ActionType.INCIDENT_OPENED,
+                {"service": a.service, "alertname": a.alertname, "fingerprint": a.fingerprint},
+                incident_id=iid,
+            )
+        )
+    else:
+        iid = grouped[0]
+    touched.add(iid)
+    alert_id = new_id()
+    known[key] = _AlertState(
+        alert_id,
+        iid,
+        True,
+        1,
+        new=True,
+        values={
+            "alert_id": alert_id,
+            "incident_id": iid,
+            "source": a.source,
+            "fingerprint": a.fingerprint,
+            "alertname": a.alertname,
+            "service": a.service,
+            "status": AlertStatus.FIRING.value,
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "starts_at": a.starts_at,
+            "ends_at": a.ends_at,
+            "generator_url": a.generator_url,
+            "received_count": 1,
+            "first_received_at": now,
+            "last_received_at": now,
+            "resolved_at": None,
+        },
+    )
+    return iid
