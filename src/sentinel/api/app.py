@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from sentinel.api import errors, routes_alerts, routes_approvals, routes_read
+from sentinel.api.ingest_writer import IngestWriter
 from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, REGISTRY
 from sentinel.api.state import AppState, StateDep
 from sentinel.audit.models import AuditRecord
@@ -30,6 +31,9 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
     """Build the API; with_worker runs the durable worker in the same process (serve)."""
     engine = make_engine(settings.database_url)
     state = AppState(settings=settings, engine=engine, enqueuer=Enqueuer(settings))
+    state.writer = IngestWriter(
+        engine, settings.ingest.group_window_seconds, routes_alerts.start_triage(state)
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -41,6 +45,7 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
         finally:
             if worker is not None:
                 await run_in_threadpool(worker.stop)
+            state.writer.close()
             state.enqueuer.close()
             engine.dispose()
 

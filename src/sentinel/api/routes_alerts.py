@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -13,12 +14,10 @@ from starlette.concurrency import run_in_threadpool
 
 from sentinel.api.metrics import ALERTS_RECEIVED, INGEST_SECONDS
 from sentinel.api.state import AppState, get_state
-from sentinel.core.db import transaction
 from sentinel.core.errors import BadRequest, PayloadTooLarge
 from sentinel.core.ids import triage_workflow_id
 from sentinel.flows.incident import TRIAGE
-from sentinel.incident import service as incident_service
-from sentinel.incident.schemas import AlertIn
+from sentinel.incident.ingest import Delivery
 from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
 
 router = APIRouter(prefix="/api/v1/alerts", tags=["ingest"])
@@ -57,26 +56,14 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     return raw
 
 
-def store_alerts(
-    state: AppState, alerts: list[AlertIn], raw: dict[str, Any], source: str, principal: str
-) -> list[str]:
-    """Commit the delivery, its incidents and their triage workflows in one transaction."""
-    with transaction(state.engine) as s:
-        out = incident_service.ingest_alerts(
-            session=s,
-            alerts=alerts,
-            raw=raw,
-            source=source,
-            window_seconds=state.settings.ingest.group_window_seconds,
-            principal=principal,
-        )
-        _start_triage(state, s, out.opened)
-    return out.incident_ids
+def start_triage(state: AppState) -> Callable[[Session, list[str]], None]:
+    """Enqueue each new incident's triage workflow inside the ingest transaction."""
 
+    def start(s: Session, incident_ids: list[str]) -> None:
+        for iid in incident_ids:
+            state.enqueuer.enqueue_in(s, TRIAGE, triage_workflow_id(iid), iid)
 
-def _start_triage(state: AppState, s: Session, incident_ids: list[str]) -> None:
-    for iid in incident_ids:
-        state.enqueuer.enqueue_in(s, TRIAGE, triage_workflow_id(iid), iid)
+    return start
 
 
 @router.post("/alertmanager", status_code=202)
@@ -99,9 +86,10 @@ async def alertmanager(request: Request) -> JSONResponse:
             ]
             raise BadRequest("not a valid Alertmanager v4 webhook payload", details) from exc
         alerts = normalize_alertmanager(payload)
-        ids = await run_in_threadpool(
-            store_alerts, state, alerts, raw, "alertmanager", principal.name
+        out = await state.writer.submit(
+            Delivery(alerts=alerts, raw=raw, source="alertmanager", principal=principal.name)
         )
+        ids = out.incident_ids
     for a in alerts:
         ALERTS_RECEIVED.labels("alertmanager", a.status).inc()
     return JSONResponse(status_code=202, content={"accepted": len(alerts), "incident_ids": ids})

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from sentinel.api.ingest_writer import IngestWriter
 from sentinel.auth import service as auth_service
 from sentinel.auth.service import Principal
 from sentinel.core.config import Settings
@@ -24,6 +25,7 @@ class AppState:
     settings: Settings
     engine: Engine
     enqueuer: Enqueuer
+    writer: IngestWriter = field(init=False)
     _cache: dict[str, tuple[float, Principal]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 

@@ -1,0 +1,124 @@
+"""One writer per API process: group commit of alert deliveries.
+
+Requests hand their validated delivery to the writer and wait; the writer takes whatever
+has queued (up to ``max_batch``), stores it in ONE transaction, commits, and only then
+wakes each request, which replies 202. Nothing is acknowledged before it is committed.
+If a batch fails, its deliveries are retried one by one so one bad delivery fails alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from sentinel.core.db import transaction
+from sentinel.incident.ingest import Delivery, IngestOutcome, ingest_batch
+
+log = logging.getLogger("sentinel.ingest")
+
+StartTriage = Callable[[Session, list[str]], None]
+
+
+@dataclass
+class _Job:
+    delivery: Delivery
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[IngestOutcome]
+
+
+class IngestWriter:
+    """A daemon thread that commits deliveries in batches."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        window_seconds: int,
+        start_triage: StartTriage,
+        max_batch: int = 128,
+    ) -> None:
+        self.engine = engine
+        self.window_seconds = window_seconds
+        self.start_triage = start_triage
+        self.max_batch = max_batch
+        self._q: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="sentinel-ingest", daemon=True)
+        self._thread.start()
+        self.batches = 0
+        self.deliveries = 0
+
+    async def submit(self, delivery: Delivery) -> IngestOutcome:
+        """Queue a delivery and wait until it is committed."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[IngestOutcome] = loop.create_future()
+        self._q.put(_Job(delivery, loop, fut))
+        return await fut
+
+    def close(self) -> None:
+        """Finish what is queued, then stop."""
+        self._q.put(None)
+        self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while True:
+            first = self._q.get()
+            if first is None:
+                return
+            jobs = [first]
+            stop = False
+            while len(jobs) < self.max_batch:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                jobs.append(nxt)
+            self._commit(jobs)
+            if stop:
+                return
+
+    def _store(self, jobs: list[_Job]) -> list[IngestOutcome]:
+        with transaction(self.engine) as s:
+            outs = ingest_batch(
+                session=s,
+                deliveries=[j.delivery for j in jobs],
+                window_seconds=self.window_seconds,
+            )
+            self.start_triage(s, [iid for o in outs for iid in o.opened])
+        return outs
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        try:
+            outs = self._store(jobs)
+        except Exception as exc:  # noqa: BLE001 - isolate the failing delivery below
+            if len(jobs) == 1:
+                log.exception("ingest failed")
+                _resolve(jobs[0], exc)
+                return
+            for j in jobs:
+                self._commit([j])
+            return
+        self.batches += 1
+        self.deliveries += len(jobs)
+        for j, o in zip(jobs, outs, strict=True):
+            _resolve(j, o)
+
+
+def _resolve(job: _Job, result: IngestOutcome | BaseException) -> None:
+    def done() -> None:
+        if job.future.done():
+            return
+        if isinstance(result, BaseException):
+            job.future.set_exception(result)
+        else:
+            job.future.set_result(result)
+
+    job.loop.call_soon_threadsafe(done)
