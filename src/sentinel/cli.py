@@ -345,7 +345,8 @@ def policy_explain(
     target: Annotated[str, typer.Option("--target", help="e.g. k8s:shop/pod/checkout-1")],
     env: Annotated[str | None, typer.Option("--env", help="environment")] = None,
     param: Annotated[
-        list[str] | None, typer.Option("--param", help="extra param k=v (to_revision=6, replicas=4)")
+        list[str] | None,
+        typer.Option("--param", help="extra param k=v (to_revision=6, replicas=4)"),
     ] = None,
     policy_file: Annotated[Path | None, typer.Option("--policy")] = None,
     config: ConfigOpt = None,

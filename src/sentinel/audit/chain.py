@@ -128,37 +128,17 @@ class Entry:
     incident_id: str | None = None
 
 
-def append_many(session: Session, entries: list[Entry], at: datetime | None = None) -> list[Appended]:
+def append_many(
+    session: Session, entries: list[Entry], at: datetime | None = None
+) -> list[Appended]:
     """Append several records in order inside the caller's transaction (one head read on SQLite)."""
     if not entries:
         return []
-    if session.get_bind().dialect.name == "postgresql":
-        return [
-            append(
-                session,
-                actor=e.actor,
-                action_type=e.action_type,
-                details=e.details,
-                incident_id=e.incident_id,
-                at=at,
-            )
-            for e in entries
-        ]
     ts_dt = at or utcnow()
     ts = ts_dt.isoformat().replace("+00:00", "Z")
-    head = session.execute(
-        select(AuditRecord.seq, AuditRecord.cryptographic_hash)
-        .order_by(AuditRecord.seq.desc())
-        .limit(1)
-    ).first()
-    seq = head.seq if head else 0
-    prev = head.cryptographic_hash if head else GENESIS
-    rows: list[dict[str, Any]] = []
-    out: list[Appended] = []
-    for e in entries:
-        seq += 1
-        audit_id = new_id()
-        body = canonical(
+    ids = [new_id() for _ in entries]
+    bodies = [
+        canonical(
             {
                 "audit_id": audit_id,
                 "timestamp": ts,
@@ -168,6 +148,35 @@ def append_many(session: Session, entries: list[Entry], at: datetime | None = No
                 "details": redact(_jsonable(e.details)),
             }
         )
+        for audit_id, e in zip(ids, entries, strict=True)
+    ]
+    if session.get_bind().dialect.name == "postgresql":
+        res = session.execute(
+            text(
+                "SELECT seq, hash FROM sentinel_audit_append_many(:ids, CAST(:ts AS timestamptz),"
+                " :actors, :types, :incidents, :bodies)"
+            ),
+            {
+                "ids": ids,
+                "ts": ts,
+                "actors": [str(e.actor) for e in entries],
+                "types": [str(e.action_type) for e in entries],
+                "incidents": [e.incident_id for e in entries],
+                "bodies": bodies,
+            },
+        ).all()
+        return [Appended(int(r.seq), i, str(r.hash)) for r, i in zip(res, ids, strict=True)]
+    head = session.execute(
+        select(AuditRecord.seq, AuditRecord.cryptographic_hash)
+        .order_by(AuditRecord.seq.desc())
+        .limit(1)
+    ).first()
+    seq = head.seq if head else 0
+    prev = head.cryptographic_hash if head else GENESIS
+    rows: list[dict[str, Any]] = []
+    out: list[Appended] = []
+    for audit_id, e, body in zip(ids, entries, bodies, strict=True):
+        seq += 1
         digest = chain_hash(prev, seq, body)
         rows.append(
             {

@@ -60,10 +60,14 @@ def _lock_services(session: Session, services: set[str]) -> None:
     # Serialize grouping per service across API replicas (SQLite is already serialized).
     if session.get_bind().dialect.name != "postgresql":
         return
-    for svc in sorted(services):
-        session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:s, 7262730002))"), {"s": svc}
-        )
+    # One round trip; sorted so two batches never wait on each other in a cycle.
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(hashtextextended(t.s, 7262730002)) FROM"
+            " (SELECT s FROM unnest(CAST(:svcs AS text[])) AS s ORDER BY s) AS t"
+        ),
+        {"svcs": sorted(services)},
+    )
 
 
 def ingest_batch(

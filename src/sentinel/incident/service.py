@@ -27,7 +27,6 @@ from sentinel.incident.schemas import (
 )
 
 
-
 def ingest_alerts(
     *,
     session: Session,

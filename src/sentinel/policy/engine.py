@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
+from operator import attrgetter
 
 from pydantic import BaseModel, ConfigDict
 
@@ -94,6 +95,15 @@ __all__ = [
     "explain",
     "format_explanation",
 ]
+
+
+_PER_TARGET = RateLimitScope.TARGET
+_PER_SERVICE = RateLimitScope.SERVICE
+_HISTORY_FIELD = {
+    RateLimitScope.TARGET: attrgetter("target"),
+    RateLimitScope.SERVICE: attrgetter("service"),
+    RateLimitScope.ACTION: attrgetter("action_id"),
+}
 
 
 class Outcome(StrEnum):
@@ -444,35 +454,43 @@ class _Evaluation:
         action = self.action
         assert action is not None
         now = self.facts.now
+        history = self.facts.history
+        action_id = action.action_id.value
+        columns: dict[RateLimitScope, list[str | None]] = {}
         for limit in self.doc.rate_limits:
-            if limit.actions and action.action_id not in limit.actions:
+            counted = frozenset(a.value for a in limit.actions)
+            if counted and action_id not in counted:
                 continue
-            if limit.per is RateLimitScope.SERVICE and self.service is None:
-                self._step("rate limit", StepStatus.INFO, "no owning service: skipped", limit.id)
-                continue
-            since = now - timedelta(seconds=limit.window_seconds)
-            count = 0
-            for past in self.facts.history:
-                # Entries stamped after `now` (clock skew) count too: err on the safe side.
-                if past.at <= since:
+            per = limit.per
+            if per is _PER_TARGET:
+                key, what = self.target, f"target {self.target}"
+            elif per is _PER_SERVICE:
+                key, what = self.service, f"service {self.service}"
+                if key is None:
+                    self._step(
+                        "rate limit", StepStatus.INFO, "no owning service: skipped", limit.id
+                    )
                     continue
-                if limit.actions and past.action_id not in limit.actions:
-                    continue
-                if limit.per is RateLimitScope.TARGET:
-                    hit = past.target == self.target
-                elif limit.per is RateLimitScope.SERVICE:
-                    hit = past.service == self.service
-                else:
-                    hit = past.action_id == action.action_id
-                count += hit
+            else:
+                key, what = action_id, f"action {action_id}"
+            column = columns.get(per)
+            if column is None:
+                column = columns[per] = list(map(_HISTORY_FIELD[per], history))
+            # Matches over all time bound the count in the window: when that is already
+            # under the limit (the common case) the exact count is only needed to explain.
+            count = column.count(key)
             if count >= limit.max or self.steps is not None:
-                detail = f"{count} of max {limit.max} in {limit.window_seconds}s for " + (
-                    f"target {self.target}"
-                    if limit.per is RateLimitScope.TARGET
-                    else f"service {self.service}"
-                    if limit.per is RateLimitScope.SERVICE
-                    else f"action {action.action_id}"
+                since = now - timedelta(seconds=limit.window_seconds)
+                # Entries stamped after `now` (clock skew) count too: err on the safe side.
+                count = sum(
+                    1
+                    for past, past_key in zip(history, column, strict=True)
+                    if past_key == key
+                    and past.at > since
+                    and (not counted or past.action_id in counted)
                 )
+            if count >= limit.max or self.steps is not None:
+                detail = f"{count} of max {limit.max} in {limit.window_seconds}s for {what}"
                 if count >= limit.max:
                     return self._deny(
                         "rate limit", _Denied(limit.id, f"rate limit {limit.id}: {detail}")
@@ -486,10 +504,15 @@ class _Evaluation:
         in_flight = {(p.namespace, p.name) for p in self.facts.pods_in_flight}
         dep = resolved.deployment
 
+        own = resolved.pod
+
         def of_deployment(refs: set[tuple[str, str]], d: DeploymentFact) -> int:
             n = 0
             for ns, name in refs:
-                pod = inventory.pod(ns, name)
+                if own is not None and (ns, name) == (own.namespace, own.name):
+                    pod: PodFact | None = own
+                else:
+                    pod = inventory.pod(ns, name)
                 n += pod is not None and pod.namespace == d.namespace and pod.deployment == d.name
             return n
 
@@ -605,7 +628,8 @@ class _Evaluation:
             return self._decide(Outcome.REQUIRE_APPROVAL, required_by, required_by=required_by)
         problem: tuple[str, str] | None = None
         allowed_roles = self.doc.roles_for(self.risk)
-        if not hmac.compare_digest(approval.proposal_digest, self.digest):
+        # Bytes, not str: compare_digest raises on non-ASCII str, and evaluate() never raises.
+        if not hmac.compare_digest(approval.proposal_digest.encode(), self.digest.encode()):
             problem = ("approval.digest_mismatch", "is bound to a different proposal")
         elif approval.used:
             problem = ("approval.used", "was already used")

@@ -8,8 +8,9 @@ normalised to UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -124,19 +125,19 @@ class Inventory(_Fact):
 
     def pod(self, namespace: str, name: str) -> PodFact | None:
         """The pod with that namespace and name, if it exists."""
-        return _first(p for p in self.pods if p.name == name and p.namespace == namespace)
+        return _find(self.pods, "name", name, lambda p: p.namespace == namespace)
 
     def deployment(self, namespace: str, name: str) -> DeploymentFact | None:
         """The deployment with that namespace and name, if it exists."""
-        return _first(d for d in self.deployments if d.name == name and d.namespace == namespace)
+        return _find(self.deployments, "name", name, lambda d: d.namespace == namespace)
 
     def redis_cluster(self, name: str) -> RedisClusterFact | None:
         """The Redis cluster with that name, if it exists."""
-        return _first(c for c in self.redis_clusters if c.name == name)
+        return _find(self.redis_clusters, "name", name)
 
     def host(self, name: str) -> HostFact | None:
         """The host with that name, if it exists."""
-        return _first(h for h in self.hosts if h.name == name)
+        return _find(self.hosts, "name", name)
 
     def allowed_commands(self, host: HostFact) -> set[str]:
         """Command ids allowed on a host: the union over its (known) groups."""
@@ -145,11 +146,11 @@ class Inventory(_Fact):
 
     def ec2_instance(self, instance_id: str) -> Ec2InstanceFact | None:
         """The EC2 instance with that id, if it exists."""
-        return _first(i for i in self.ec2_instances if i.instance_id == instance_id)
+        return _find(self.ec2_instances, "instance_id", instance_id)
 
     def ecs_service(self, cluster: str, name: str) -> EcsServiceFact | None:
         """The ECS service with that cluster and name, if it exists."""
-        return _first(s for s in self.ecs_services if s.name == name and s.cluster == cluster)
+        return _find(self.ecs_services, "name", name, lambda s: s.cluster == cluster)
 
 
 class ActionRecord(_Fact):
@@ -191,5 +192,21 @@ class Facts(_Fact):
     approval: ApprovalFact | None = None
 
 
-def _first(items: Iterable[_T]) -> _T | None:
-    return next(iter(items), None)
+def _find(
+    items: list[_T], attr: str, value: str, also: Callable[[_T], bool] | None = None
+) -> _T | None:
+    """First item whose `attr` equals `value` (and `also` holds).
+
+    The key column is built and searched with C-level list operations: a plain
+    generator scan costs several times more on inventories of hundreds of items.
+    """
+    keys = list(map(attrgetter(attr), items))
+    start = 0
+    while True:
+        try:
+            i = keys.index(value, start)
+        except ValueError:
+            return None
+        if also is None or also(items[i]):
+            return items[i]
+        start = i + 1

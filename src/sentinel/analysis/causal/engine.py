@@ -1,0 +1,263 @@
+"""Ranks root causes: each metric's deviation minus what its causal parents explain.
+
+The model, per metric ``v`` with parents ``Pa(v)`` in the causal graph::
+
+    z_v(t) = sum_p [b_p z_p(t) + c_p mean(z_p(t-L..t-1))] + g * common_k(t) + e_v(t)
+
+``z`` is the metric standardized on the pre-onset baseline; ``common_k`` is the median of
+all metrics of the same kind (a load surge or daily seasonality moves them together and is
+not a fault). The coefficients are fitted by ridge regression over the whole window, so a
+parent's shift may explain a child's shift. A symptom's deviation is then mostly explained
+(its residual stays calm); a root cause's is not: the intervention happened in its own
+mechanism. The score of a metric is the size of its unexplained deviation after onset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sentinel.analysis.causal.graph import (
+    Kind,
+    children_of,
+    learn_parents,
+    metric_kind,
+    parents_from_callgraph,
+)
+from sentinel.analysis.causal.onset import (
+    detect_onset,
+    first_crossing,
+    robust_center_scale,
+    robust_z,
+    upper_mean,
+)
+from sentinel.analysis.causal.series import Array, ChangeEvent, MetricFrame
+
+MAX_POINTS = 4000  # longer windows are block-averaged to this many points
+ANOMALY_Z = 3.0  # a metric whose post-onset score is below this is calm
+RIDGE = 1e-2
+EVENT_HORIZON_S = 1800.0  # a change this long before the onset is still a suspect
+
+
+@dataclass
+class NodeResult:
+    """Per metric: how far it moved, how much of that its parents do not explain, when."""
+
+    service: str
+    metric: str
+    anomaly: float
+    residual: float
+    score: float
+    onset: float | None
+    explained: float  # share of the deviation the parents explain, 0..1
+    parents: list[int]
+    contrib: dict[int, float] = field(default_factory=dict)  # parent -> explained deviation
+
+
+@dataclass
+class Analysis:
+    """Everything the ranking, the chain and the explanation are built from."""
+
+    nodes: list[NodeResult]
+    onset_time: float | None
+    onset_source: str  # "given", "detected", "none"
+    graph_source: str  # "callgraph", "learned", "none"
+    step_s: float
+    events: list[ChangeEvent]
+    event_boost: dict[str, tuple[ChangeEvent, float]]
+    service_scores: list[tuple[str, float, int | None]]  # (service, score, best node)
+
+
+def _block_average(times: Array, values: Array, max_points: int) -> tuple[Array, Array]:
+    n = len(times)
+    if n <= max_points:
+        return times, values
+    b = int(np.ceil(n / max_points))
+    m = (n // b) * b
+    t = times[:m].reshape(-1, b).mean(axis=1)
+    v = values[:m].reshape(-1, b, values.shape[1]).mean(axis=1)
+    return t, v
+
+
+def _lagged_mean(x: Array, lag: int) -> Array:
+    """Mean of the ``lag`` previous points of each column (the column itself for lag 0)."""
+    if lag <= 0:
+        return x
+    n = x.shape[0]
+    cs = np.vstack([np.zeros((1, x.shape[1])), np.cumsum(x, axis=0)])
+    out = np.empty_like(x)
+    for t0 in range(min(lag, n)):
+        out[t0] = cs[t0 + 1] / (t0 + 1) if t0 == 0 else cs[t0] / t0
+    if n > lag:
+        out[lag:] = (cs[lag:n] - cs[: n - lag]) / lag
+    return out
+
+
+def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Analysis:
+    """Score every metric of ``frame`` as a root-cause candidate; never raises on thin data."""
+    times, values = _block_average(frame.times, frame.values, MAX_POINTS)
+    n, m = values.shape if values.ndim == 2 else (0, 0)
+    if n < 6 or m == 0:
+        return Analysis([], None, "none", "none", 0.0, frame.events, {}, [])
+    step = float(np.median(np.diff(times))) if n > 1 else 1.0
+
+    # 1. Onset: the given injection time, else the best split of the aggregate deviation.
+    if frame.inject_time is not None and times[0] < frame.inject_time <= times[-1]:
+        split = int(np.searchsorted(times, frame.inject_time))
+        onset_source = "given"
+    else:
+        z_half = robust_z(values, slice(0, max(3, n // 2)))
+        split = detect_onset(z_half)
+        onset_source = "detected"
+    split = int(min(max(split, 3), n - 1))
+    base = slice(0, split)
+
+    z = robust_z(values, base)
+    z = np.clip(z, -1e6, 1e6)
+    post = z[split:]
+    # Faults persist; distractor spikes do not: on long windows score the upper half.
+    share = float(np.interp(n - split, [20, 100], [0.2, 0.5]))
+    anomaly = upper_mean(np.abs(post), share=share)
+    back = max(1, int(round(0.1 * split)))
+    onset_idx = first_crossing(z, split, threshold=ANOMALY_Z, width=3, back=back)
+
+    # 2. Graph.
+    nodes = frame.nodes
+    edges = frame.callgraph
+    use_learned = learn_graph if learn_graph is not None else not edges
+    if use_learned:
+        parents = learn_parents(z, nodes, onset_idx, anomaly >= ANOMALY_Z)
+        graph_source = "learned"
+    else:
+        parents = parents_from_callgraph(nodes, edges or [])
+        graph_source = "callgraph"
+
+    # 3. Common mode per kind (load surges, seasonality): median across services.
+    kinds = [metric_kind(mt) for _, mt in nodes]
+    common: dict[Kind, Array] = {}
+    for k in set(kinds):
+        cols = [j for j in range(m) if kinds[j] == k]
+        if len(cols) >= 3:
+            common[k] = np.median(z[:, cols], axis=1)
+    common_q = {k: np.clip(v, -50, 50) * np.abs(np.clip(v, -50, 50)) / 10.0 for k, v in common.items()}
+    lag = max(1, min(30, int(round(30.0 / step)) if step > 0 else 1, n // 20 or 1))
+    zl = _lagged_mean(z, lag)
+    zc = np.clip(z, -50, 50)
+    zq = zc * np.abs(zc) / 10.0
+
+    # 4. Residual after parents, per metric.
+    results: list[NodeResult] = []
+    for j in range(m):
+        ps = parents[j]
+        feats = [np.ones(n)]
+        names: list[int] = []
+        for p in ps:
+            feats.append(z[:, p])
+            names.append(p)
+            feats.append(zl[:, p])
+            names.append(p)
+            feats.append(zq[:, p])  # propagation is rarely linear (saturation, retries)
+            names.append(p)
+        for k in sorted(common):  # every common mode: a surge moves cpu, then latency
+            feats.append(common[k])
+            names.append(-1)
+            feats.append(common_q[k])
+            names.append(-1)
+        y = z[:, j]
+        if len(feats) > 1:
+            xm = np.column_stack(feats)
+            coef = _ridge(xm, y)
+            fit = xm @ coef
+            resid = y - fit
+            contrib: dict[int, float] = {}
+            for c, p in enumerate(names, start=1):
+                if p >= 0:
+                    d = float(np.median(xm[split:, c]) - np.median(xm[:split, c])) * coef[c]
+                    contrib[p] = contrib.get(p, 0.0) + d
+        else:
+            resid = y - np.median(y[:split])
+            contrib = {}
+        rmed, rscale = robust_center_scale(resid[:split])
+        rz = (resid - rmed) / rscale
+        residual = float(upper_mean(np.abs(rz[split:]), share=share)) if n > split else 0.0
+        a = float(anomaly[j])
+        shift = float(np.median(y[split:]) - np.median(y[:split])) if n > split else 0.0
+        explained = 0.0
+        if abs(shift) > 1e-9 and contrib:
+            explained = float(np.clip(sum(contrib.values()) / shift, 0.0, 1.0))
+        score = residual if a >= ANOMALY_Z else 0.1 * min(residual, a)
+        o = float(onset_idx[j])
+        results.append(
+            NodeResult(
+                service=nodes[j][0],
+                metric=nodes[j][1],
+                anomaly=a,
+                residual=residual,
+                score=score,
+                onset=float(times[int(o)]) if o >= 0 else None,
+                explained=explained,
+                parents=ps,
+                contrib=contrib,
+            )
+        )
+
+    onset_time = float(times[split])
+    boost = _event_boost(frame.events, onset_time)
+    return Analysis(
+        nodes=results,
+        onset_time=onset_time,
+        onset_source=onset_source,
+        graph_source=graph_source,
+        step_s=step,
+        events=frame.events,
+        event_boost=boost,
+        service_scores=_service_scores(results, boost),
+    )
+
+
+def _ridge(x: Array, y: Array) -> Array:
+    xtx = x.T @ x
+    lam = RIDGE * (np.trace(xtx) / max(1, xtx.shape[0]))
+    reg = lam * np.eye(xtx.shape[0])
+    reg[0, 0] = 0.0  # no penalty on the intercept
+    try:
+        return np.asarray(np.linalg.solve(xtx + reg, x.T @ y), dtype=np.float64)
+    except np.linalg.LinAlgError:
+        return np.asarray(np.linalg.lstsq(x, y, rcond=None)[0], dtype=np.float64)
+
+
+def _event_boost(events: list[ChangeEvent], onset: float) -> dict[str, tuple[ChangeEvent, float]]:
+    """Changes shortly before the onset make their service a stronger suspect (1.0 = at onset)."""
+    out: dict[str, tuple[ChangeEvent, float]] = {}
+    for e in events:
+        dt = onset - e.time
+        if -60.0 <= dt <= EVENT_HORIZON_S:
+            w = float(np.exp(-max(dt, 0.0) / (EVENT_HORIZON_S / 3)))
+            if e.service not in out or out[e.service][1] < w:
+                out[e.service] = (e, w)
+    return out
+
+
+def _service_scores(
+    nodes: list[NodeResult], boost: dict[str, tuple[ChangeEvent, float]]
+) -> list[tuple[str, float, int | None]]:
+    best: dict[str, tuple[float, int | None]] = {}
+    for j, r in enumerate(nodes):
+        if r.service not in best or r.score > (best[r.service][0]):
+            best[r.service] = (r.score, j)
+    top = max((s for s, _ in best.values()), default=0.0)
+    for svc, (_, w) in boost.items():
+        s, j = best.get(svc, (0.0, None))
+        # A change right before the onset on a service that moved itself is strong evidence;
+        # on a service with no metrics of its own it is a candidate below the measured ones.
+        s = s * (1.0 + w) if s > 0 else 0.5 * w * top
+        best[svc] = (s, j)
+    out = [(svc, s, j) for svc, (s, j) in best.items()]
+    out.sort(key=lambda x: (-x[1], x[0]))
+    return out
+
+
+def children(analysis: Analysis) -> list[list[int]]:
+    """Children lists of the analysis' metric graph."""
+    return children_of([r.parents for r in analysis.nodes])
