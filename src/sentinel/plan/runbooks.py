@@ -8,7 +8,11 @@ Parameter values in a runbook are literals or references:
   ``$service``         the incident's service
   ``{previous_revision: {namespace: ..., deployment: ...}}``  the newest revision below current
   ``{replicas_plus: {namespace: ..., deployment: ..., by: 1, max: 10}}``  current replicas + by
+  ``{replicas_times: {namespace: ..., deployment: ..., factor: 2, max: 10}}``  replicas × factor
   ``{redis_cluster_of: <service ref>}``  the inventory's Redis cluster serving that service
+  ``{key_pattern_of: <cluster ref>}``  the first deletable key pattern the inventory lists for it
+
+``match.alertname`` and label matchers are exact values or ``~<regex>`` (full match).
 """
 
 from __future__ import annotations
@@ -69,17 +73,18 @@ def load_runbooks(paths: list[Path]) -> list[Runbook]:
     return out
 
 
+def _value_matches(want: str, have: str) -> bool:
+    return bool(re.fullmatch(want[1:], have)) if want.startswith("~") else have == want
+
+
 def _matches(rb: Runbook, labels: dict[str, str]) -> bool:
-    if labels.get("alertname") != rb.match.alertname:
+    if not _value_matches(rb.match.alertname, labels.get("alertname", "")):
         return False
     for k, want in rb.match.labels.items():
         have = labels.get(k)
         if have is None:
             return False
-        if want.startswith("~"):
-            if not re.fullmatch(want[1:], have):
-                return False
-        elif have != want:
+        if not _value_matches(want, have):
             return False
     return True
 
@@ -127,6 +132,23 @@ def _resolve(value: Any, labels: dict[str, str], service: str, inv: Inventory) -
         if target <= dep.replicas:
             raise NotApplicable(f"deployment {ns}/{name} is already at the runbook's maximum")
         return target
+    if kind == "replicas_times":
+        ns, name = _ref(args["namespace"], labels, service), _ref(args["deployment"], labels, service)
+        dep = inv.deployment(ns, name)
+        if dep is None:
+            raise NotApplicable(f"deployment {ns}/{name} is not in the inventory")
+        target = min(max(dep.replicas, 1) * int(args.get("factor", 2)), int(args.get("max", 10)))
+        if target <= dep.replicas:
+            raise NotApplicable(f"deployment {ns}/{name} is already at the runbook's maximum")
+        return target
+    if kind == "key_pattern_of":
+        cname = _ref(args, labels, service)
+        cluster = inv.redis_cluster(cname)
+        if cluster is None:
+            raise NotApplicable(f"Redis cluster {cname!r} is not in the inventory")
+        if not cluster.key_patterns:
+            raise NotApplicable(f"Redis cluster {cname!r} declares no deletable key pattern")
+        return cluster.key_patterns[0]
     if kind == "redis_cluster_of":
         svc = _ref(args, labels, service)
         found = [c.name for c in inv.redis_clusters if c.service == svc]
