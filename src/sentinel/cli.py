@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
@@ -192,135 +191,25 @@ def audit_export(
 
 @app.command()
 def demo(
-    scenario: Annotated[str, typer.Option(help="scenario name")] = "alertmanager-basic",
+    scenario: Annotated[str, typer.Option(help="scenario name (scenarios/NAME.yaml)")] = "cpu-hog",
     port: int = 8080,
-    keep_running: Annotated[bool, typer.Option(help="keep serving after the run")] = False,
+    no_approve: Annotated[bool, typer.Option("--no-approve", help="never approve")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run Sentinel on the embedded default, send it an alert, and follow the incident."""
-    import tempfile
-    import threading
-    import time
+    """Run a sandbox scenario end to end on the embedded default and check its outcome."""
+    from sentinel import demo as demo_mod
 
-    import httpx
-    import uvicorn
-
-    from sentinel.api.app import create_app
-    from sentinel.audit import checkpoint
-    from sentinel.auth import service as auth_service
-    from sentinel.bootstrap import upgrade_database
-    from sentinel.core.db import make_engine, transaction
-
-    if scenario != "alertmanager-basic":
-        typer.echo(f"error: unknown scenario {scenario!r} (known: alertmanager-basic)", err=True)
-        raise typer.Exit(2)
-    work = Path(tempfile.mkdtemp(prefix="sentinel-demo-"))
-    s = load_settings(
-        None,
-        database_url=f"sqlite:///{work / 'sentinel.db'}",
-        audit={"checkpoint_dir": work / "checkpoints", "signing_key_path": work / "audit.key"},
-    )
-    say = (lambda *_: None) if as_json else typer.echo
-    say(f"state in {work}")
-    upgrade_database(s)
-    engine = make_engine(s.database_url)
-    with transaction(engine) as session:
-        _, ingest = auth_service.create_user(session=session, name="alertmanager", role="ingest")
-        _, admin = auth_service.create_user(session=session, name="demo-admin", role="admin")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(s, with_worker=True), host="127.0.0.1", port=port, log_level="error"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    t0 = time.monotonic()
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() - t0 > 60:
-            typer.echo(f"error: could not start the server on port {port}", err=True)
-            raise typer.Exit(1)
-        time.sleep(0.1)
-    say(f"Sentinel is up at {base}  (admin token: {admin[:8]}…)")
-    alert = {
-        "version": "4",
-        "groupKey": '{}:{alertname="CheckoutErrorRate"}',
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "sentinel",
-        "groupLabels": {"alertname": "CheckoutErrorRate"},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {
-                    "alertname": "CheckoutErrorRate",
-                    "service": "checkout",
-                    "severity": "page",
-                },
-                "annotations": {"summary": "checkout 5xx ratio above 5% for 2m"},
-                "startsAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "http://prometheus:9090/graph?g0.expr=checkout_error_ratio+%3E+0.05",
-                "fingerprint": "c0ffee0000000001",
-            }
-        ],
-    }
-    hdr = {"Authorization": f"Bearer {admin}"}
-    with httpx.Client(base_url=base, timeout=10) as c:
-        r = c.post(
-            "/api/v1/alerts/alertmanager", json=alert, headers={"Authorization": f"Bearer {ingest}"}
-        )
-        t_alert = time.monotonic() - t0
-        incident_id = r.json()["incident_ids"][0]
-        say(f"alert accepted ({r.status_code}); incident {incident_id}")
-        seen = 0
-        inc: dict[str, object] = {}
-        while time.monotonic() - t0 < 120:
-            tl = c.get(f"/api/v1/incidents/{incident_id}/timeline", headers=hdr).json()
-            for e in tl[seen:]:
-                say(f"  {e['timestamp']}  {e['action_type']:<17} {e['summary']}")
-            seen = len(tl)
-            inc = c.get(f"/api/v1/incidents/{incident_id}", headers=hdr).json()
-            if inc["status"] in ("ESCALATED", "CLOSED", "AWAITING_APPROVAL"):
-                break
-            time.sleep(0.3)
-        t_decision = time.monotonic() - t0
-    cp = checkpoint.write_checkpoint(engine, s.audit.signing_key_path, s.audit.checkpoint_dir)
-    report = checkpoint.verify(engine, s.audit.signing_key_path, s.audit.checkpoint_dir)
-    say(f"incident status: {inc.get('status')}  reason: {inc.get('escalation_reason')}")
-    say(
-        f"audit: {report.records} records, chain ok={report.ok}, signed at seq {cp.size if cp else 0}"
-    )
-    expected = inc.get("status") == "ESCALATED" and report.ok
+    logging.basicConfig(level="WARNING")
+    try:
+        result = demo_mod.run(scenario, port, as_json, approve=not no_approve)
+    except (ValueError, RuntimeError, TimeoutError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     if as_json:
-        typer.echo(
-            json.dumps(
-                {
-                    "scenario": scenario,
-                    "as_expected": expected,
-                    "final_status": inc.get("status"),
-                    "root_cause": None,
-                    "action": None,
-                    "decision": inc.get("escalation_reason"),
-                    "timings_s": {
-                        "to_alert": round(t_alert, 3),
-                        "to_decision": round(t_decision, 3),
-                        "to_recovery": None,
-                    },
-                }
-            )
-        )
-    if keep_running:
-        say(f"serving at {base}; Ctrl-C to stop")
-        with contextlib.suppress(KeyboardInterrupt):
-            thread.join()
-    server.should_exit = True
-    thread.join(timeout=20)
-    engine.dispose()
-    raise typer.Exit(0 if expected else 1)
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo("as expected" if result["as_expected"] else "NOT as expected")
+    raise typer.Exit(0 if result["as_expected"] else 1)
 
 
 @policy_app.command("check")

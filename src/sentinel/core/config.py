@@ -85,6 +85,15 @@ class ExecutorSettings(BaseModel):
     # (core sits below executors, so it keeps them as plain mappings).
     ssh: dict[str, Any] | None = None
     aws: dict[str, Any] | None = None
+    kubernetes: dict[str, Any] | None = None  # executors.kubernetes.KubernetesSettings
+
+
+class ContextSettings(BaseModel):
+    """Optional read-only context sources beyond Prometheus (validated by bootstrap)."""
+
+    kubernetes: dict[str, Any] | None = None  # context.kubernetes (KubernetesSettings shape)
+    loki: dict[str, Any] | None = None  # context.loki.LokiSettings
+    changes: dict[str, Any] | None = None  # context.changes.ChangesSettings
 
 
 class VerifySettings(BaseModel):
@@ -120,6 +129,7 @@ class Settings(BaseSettings):
     planner: PlannerSettings = Field(default_factory=PlannerSettings)
     executors: ExecutorSettings = Field(default_factory=ExecutorSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
+    context: ContextSettings = Field(default_factory=ContextSettings)
     # Static inventory (policy.facts.Inventory shape), merged with live reads at decision time.
     inventory: dict[str, Any] = Field(default_factory=dict)
     session_secret: SecretStr | None = None

@@ -1,0 +1,431 @@
+"""`sentinel demo --scenario NAME`: the whole loop on one machine, on the embedded default.
+
+It starts the sandbox cluster (a subprocess: Sentinel never imports it), a real Prometheus
+scraping it with the scenario's alert rule, a real Alertmanager posting to Sentinel, and
+Sentinel itself (SQLite, in-process worker). The fault fires on the scenario's schedule;
+the demo prints the incident's path through the graph as it happens, approves through the
+API when the scenario says a human would, and checks the outcome against the scenario.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+import yaml
+
+from sentinel.api.app import create_app
+from sentinel.auth import service as auth_service
+from sentinel.bootstrap import upgrade_database
+from sentinel.core.config import REPO_ROOT, Settings, load_settings
+from sentinel.core.db import make_engine, transaction
+
+SCENARIOS = REPO_ROOT / "scenarios"
+PROMETHEUS = shutil.which("prometheus")
+ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+SCRAPE_SECONDS = 5
+FINAL = ("CLOSED", "ESCALATED")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_url(db: int) -> str | None:
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=0.5):
+            return f"redis://127.0.0.1:6379/{db}"
+    except OSError:
+        return None
+
+
+def _wait(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+
+
+@dataclass
+class Demo:
+    """One scenario run and everything it started."""
+
+    scenario: str
+    port: int
+    say: Callable[[str], None]
+    work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sentinel-demo-")))
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    server: uvicorn.Server | None = None
+    thread: threading.Thread | None = None
+
+    def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+        log = (self.work / f"{name}.log").open("ab")
+        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(timeout=20)
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+
+
+def load_scenario(name: str) -> dict[str, Any]:
+    """Read scenarios/NAME.yaml (or a path)."""
+    path = Path(name) if name.endswith((".yaml", ".yml")) else SCENARIOS / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(sorted(p.stem for p in SCENARIOS.glob("*.yaml")))
+        raise ValueError(f"unknown scenario {name!r} (known: {known})")
+    doc = yaml.safe_load(path.read_text())
+    if not isinstance(doc, dict) or "alert" not in doc or "expected" not in doc:
+        raise ValueError(f"{path}: not a scenario (needs alert and expected)")
+    doc["_path"] = str(path)
+    return doc
+
+
+def run(scenario_name: str, port: int, as_json: bool, approve: bool = True) -> dict[str, Any]:
+    """Run one scenario end to end; returns the INTERFACES.md result document."""
+    sc = load_scenario(scenario_name)
+    if not PROMETHEUS or not ALERTMANAGER:
+        raise RuntimeError(
+            "the demo needs Debian's prometheus and prometheus-alertmanager (make demo installs them)"
+        )
+    say: Callable[[str], None] = (lambda _m: None) if as_json else (lambda m: print(m, flush=True))
+    demo = Demo(scenario_name, port, say)
+    try:
+        return _run(demo, sc, approve)
+    finally:
+        demo.stop()
+
+
+def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
+    say, work = demo.say, demo.work
+    say(f"scenario {sc['name']}: {' '.join(str(sc.get('description', '')).split())}")
+    say(f"state in {work}")
+    sb_port, prom_port, am_port = _free_port(), _free_port(), _free_port()
+    redis_url = _redis_url(11) if sc.get("cache") else None
+    sb_args = [
+        sys.executable,
+        "-m",
+        "sentinel_sandbox",
+        "serve",
+        "--scenario",
+        sc["_path"],
+        "--port",
+        str(sb_port),
+        "--state-dir",
+        str(work / "sandbox"),
+        "--tick-seconds",
+        "1",
+    ]
+    if redis_url:
+        sb_args += ["--redis-url", redis_url]
+    t0 = time.monotonic()
+    sb = demo.spawn("sandbox", sb_args)
+    sb_url = f"http://127.0.0.1:{sb_port}"
+    _wait(f"{sb_url}/healthz", 60, sb)
+    say(f"sandbox cluster up at {sb_url} (fault in {sc['fault'].get('start', 0)} s)")
+
+    rules = httpx.get(f"{sb_url}/sandbox/prometheus-rules", timeout=10).text
+    (work / "prom").mkdir()
+    (work / "prom" / "rules.yml").write_text(rules)
+    (work / "prom" / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {
+                    "scrape_interval": f"{SCRAPE_SECONDS}s",
+                    "evaluation_interval": f"{SCRAPE_SECONDS}s",
+                },
+                "rule_files": [str(work / "prom" / "rules.yml")],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": [
+                    {
+                        "job_name": "sandbox",
+                        "static_configs": [{"targets": [f"127.0.0.1:{sb_port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    prom = demo.spawn(
+        "prometheus",
+        [
+            str(PROMETHEUS),
+            f"--config.file={work / 'prom' / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'prom' / 'data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+            f"--web.external-url={prom_url}",
+        ],
+    )
+
+    sentinel_url = f"http://127.0.0.1:{demo.port}"
+    settings = _settings(sc, work, prom_url, sb_url, redis_url)
+    upgrade_database(settings)
+    engine = make_engine(settings.database_url)
+    with transaction(engine) as s:
+        _, ingest = auth_service.create_user(session=s, name="alertmanager", role="ingest")
+        _, viewer = auth_service.create_user(session=s, name="demo", role="admin")
+        _, approver = auth_service.create_user(session=s, name="oncall-approver", role="approver")
+    engine.dispose()
+    (work / "am").mkdir()
+    (work / "am" / "alertmanager.yml").write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "sentinel",
+                    "group_by": ["alertname", "service"],
+                    "group_wait": "1s",
+                    "group_interval": "5s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {
+                        "name": "sentinel",
+                        "webhook_configs": [
+                            {
+                                "url": f"{sentinel_url}/api/v1/alerts/alertmanager",
+                                "send_resolved": True,
+                                "http_config": {
+                                    "authorization": {"type": "Bearer", "credentials": ingest}
+                                },
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    am = demo.spawn(
+        "alertmanager",
+        [
+            str(ALERTMANAGER),
+            f"--config.file={work / 'am' / 'alertmanager.yml'}",
+            f"--storage.path={work / 'am' / 'data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+    )
+    demo.server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, with_worker=True),
+            host="127.0.0.1",
+            port=demo.port,
+            log_level="error",
+        )
+    )
+    demo.thread = threading.Thread(target=demo.server.run, daemon=True)
+    demo.thread.start()
+    _wait(f"{prom_url}/-/ready", 60, prom)
+    _wait(f"{prom_url.replace(str(prom_port), str(am_port))}/-/ready", 60, am)
+    _wait(f"{sentinel_url}/readyz", 60)
+    say(
+        f"Sentinel at {sentinel_url}  (API: /api/v1/incidents; admin token in {work / 'admin.token'})"
+    )
+    (work / "admin.token").write_text(viewer)
+    fault_at = t0 + float(sc["fault"].get("start", 0))
+    return _follow(demo, sc, sentinel_url, viewer, approver, fault_at, approve)
+
+
+def _settings(
+    sc: dict[str, Any], work: Path, prom_url: str, sb_url: str, redis_url: str | None
+) -> Settings:
+    state = work / "sandbox"
+    inventory: dict[str, Any] = {}
+    executors: dict[str, Any] = {
+        "kubernetes": {
+            "host": sb_url,
+            "token_file": str(state / "sentinel.token"),
+            "verify_ssl": False,
+        }
+    }
+    cache = sc.get("cache")
+    if cache and redis_url:
+        executors["redis_clusters"] = {cache["name"]: redis_url}
+        inventory["redis_clusters"] = [
+            {
+                "name": cache["name"],
+                "service": sc["fault"]["target"],
+                "key_patterns": [f"{cache.get('key_prefix', '')}*"],
+            }
+        ]
+    return load_settings(
+        None,
+        database_url=f"sqlite:///{work / 'sentinel.db'}",
+        environment=str(sc.get("environment", "prod")),
+        audit={"checkpoint_dir": work / "checkpoints", "signing_key_path": work / "audit.key"},
+        prometheus={
+            "url": prom_url,
+            "step_seconds": SCRAPE_SECONDS,
+            "lookback_seconds": 300,
+            "service_queries": _service_queries(),
+        },
+        executors=executors,
+        inventory=inventory,
+        context={
+            "kubernetes": executors["kubernetes"],
+            "loki": {"url": sb_url},
+            "changes": {
+                "deployments_url": f"{sb_url}/sandbox/deployments",
+                "git_repo": str(state / "repo"),
+            },
+        },
+        verify={"interval_seconds": SCRAPE_SECONDS, "stable_seconds": 15, "deadline_seconds": 150},
+        worker={"executor_id": f"demo-{os.getpid()}"},
+    )
+
+
+def _service_queries() -> dict[str, str]:
+    return {
+        "request_rate": 'sum(rate(http_requests_total{service="$service"}[1m]))',
+        "error_ratio": 'sum(rate(http_requests_total{service="$service",code=~"5.."}[1m]))'
+        ' / sum(rate(http_requests_total{service="$service"}[1m]))',
+        "latency_p99": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service"}[1m])))',
+        "cpu": 'sum(rate(container_cpu_usage_seconds_total{service="$service"}[1m]))',
+        "memory": 'sum(container_memory_working_set_bytes{service="$service"})',
+        "restarts": 'sum(kube_pod_container_status_restarts_total{service="$service"})',
+    }
+
+
+def _follow(
+    demo: Demo,
+    sc: dict[str, Any],
+    base: str,
+    token: str,
+    approver: str,
+    fault_at: float,
+    approve: bool,
+) -> dict[str, Any]:
+    say = demo.say
+    h = {"Authorization": f"Bearer {token}"}
+    exp = sc["expected"]
+    timings: dict[str, float | None] = {"to_alert": None, "to_decision": None, "to_recovery": None}
+    inc: dict[str, Any] = {}
+    iid = None
+    seen = 0
+    approved = False
+    deadline = time.monotonic() + 420
+    with httpx.Client(base_url=base, timeout=10) as c:
+        while time.monotonic() < deadline:
+            if iid is None:
+                items = c.get("/api/v1/incidents", headers=h).json()["items"]
+                if items:
+                    iid = items[-1]["incident_id"]
+                    timings["to_alert"] = round(time.monotonic() - fault_at, 1)
+                    say(f"+{timings['to_alert']:>5}s  incident {iid} opened: {items[-1]['title']}")
+                else:
+                    time.sleep(0.5)
+                    continue
+            for e in c.get(f"/api/v1/incidents/{iid}/timeline", headers=h).json()[seen:]:
+                rel = round(time.monotonic() - fault_at, 1)
+                say(f"+{rel:>5}s  {e['action_type']:<17} {_describe(e)}")
+                if e["action_type"] == "POLICY_EVAL" and timings["to_decision"] is None:
+                    timings["to_decision"] = rel
+                seen += 1
+            inc = c.get(f"/api/v1/incidents/{iid}", headers=h).json()
+            if inc["status"] == "AWAITING_APPROVAL" and not approved:
+                pending = c.get("/api/v1/approvals?status=pending", headers=h).json()
+                mine = [a for a in pending if a["incident_id"] == iid]
+                if mine and approve:
+                    a = mine[0]
+                    say(
+                        f"         approval needed for {a['action_id']} on {a['target']} ({a['risk_level']});"
+                        f" approving as oncall-approver, as `sentinel approve {a['approval_id']} --token …` would"
+                    )
+                    r = c.post(
+                        f"/api/v1/approvals/{a['approval_id']}/approve",
+                        json={"comment": "demo: approved by the on-call"},
+                        headers={"Authorization": f"Bearer {approver}"},
+                    )
+                    approved = r.status_code == 200
+                elif mine:
+                    break
+            if inc["status"] in FINAL:
+                if inc["status"] == "CLOSED":
+                    timings["to_recovery"] = round(time.monotonic() - fault_at, 1)
+                break
+            time.sleep(0.5)
+    plan = (inc.get("plans") or [None])[-1] or {}
+    decision = (plan.get("decision") or {}).get("outcome")
+    ranking = (inc.get("rca") or {}).get("ranking") or []
+    root = ranking[0].get("service") if ranking else None
+    want = {
+        "fixed_autonomously": "CLOSED",
+        "fixed_after_approval": "CLOSED",
+        "escalated": "ESCALATED",
+    }.get(str(exp.get("outcome")), "CLOSED")
+    action_ok = plan.get("proposed_action") == exp.get("remediation", {}).get("action")
+    approval_ok = bool(exp.get("needs_approval")) == approved
+    root_ok = root is None or root == exp.get("root_cause_service")
+    as_expected = inc.get("status") == want and action_ok and approval_ok and root_ok
+    say("")
+    say(
+        f"final status {inc.get('status')} (expected {want}); action {plan.get('proposed_action')}"
+        f" → {decision}; approval {'given' if approved else 'not needed'}; root cause {root}"
+    )
+    say(f"timings from fault: {timings}")
+    say(f"post-mortem: {base}/api/v1/incidents/{iid}/postmortem")
+    return {
+        "scenario": sc["name"],
+        "as_expected": as_expected,
+        "final_status": inc.get("status"),
+        "root_cause": root,
+        "action": plan.get("proposed_action"),
+        "decision": decision,
+        "timings_s": timings,
+        "incident_id": iid,
+        "workdir": str(demo.work),
+    }
+
+
+def _describe(e: dict[str, Any]) -> str:
+    d = e.get("details") or {}
+    out = d.get("output") or {}
+    step = e["summary"]
+    if step == "RemediationPlanning" and out.get("proposal"):
+        p = out["proposal"]
+        return f"{step}: propose {p['action_id']} {json.dumps(p.get('params'))}"
+    if step in ("RiskEvaluation", "RiskEvaluation.recheck") and out.get("decision"):
+        dec = out["decision"]
+        return f"{step}: {dec['outcome']} ({dec['rule_id']}, risk {dec['risk']})"
+    if step == "RootCauseAnalysis" and out.get("rca"):
+        return f"{step}: {out['rca'].get('hypothesis')}"
+    if e["action_type"] == "SCRIPT_EXEC" and d.get("phase") == "result":
+        return f"execution {d.get('status')} on {d.get('target')}"
+    if step == "Verification":
+        return f"{step}: recovered={out.get('recovered')} ({out.get('reason')})"
+    if step in ("EscalateToHuman", "IncidentClosed"):
+        return f"{step}: {out.get('reason', '')}"
+    return str(step)
