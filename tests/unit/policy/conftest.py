@@ -105,60 +105,42 @@ INVENTORY = Inventory(
 )
 
 # One valid proposal per mutating catalog variant, its expected risk floor and target.
-VARIANTS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "restart_pod": (
         "restart_kubernetes_pod",
         {"namespace": "shop", "pod": "checkout-7d9f"},
-        "SAFE",
-        "k8s:shop/pod/checkout-7d9f",
     ),
     "rollout_restart": (
         "rollout_restart_deployment",
         {"namespace": "shop", "deployment": "checkout"},
-        "WARNING",
-        "k8s:shop/deployment/checkout",
     ),
     "rollback": (
         "rollback_deployment",
         {"namespace": "shop", "deployment": "checkout", "to_revision": 6},
-        "CRITICAL",
-        "k8s:shop/deployment/checkout",
     ),
     "scale_up": (
         "scale_deployment",
         {"namespace": "shop", "deployment": "checkout", "replicas": 6},
-        "WARNING",
-        "k8s:shop/deployment/checkout",
     ),
     "flush_keys": (
         "flush_redis_cache",
         {"cluster": "cache-main", "key_pattern": "session:*"},
-        "SAFE",
-        "redis:cache-main/keys/session:*",
     ),
     "flush_db": (
         "flush_redis_cache",
         {"cluster": "cache-main", "db": 1},
-        "WARNING",
-        "redis:cache-main/db/1",
     ),
     "ssh": (
         "run_ssh_command",
         {"host": "web-01", "command_id": "restart_nginx"},
-        "WARNING",
-        "ssh:web-01",
     ),
     "reboot_ec2": (
         "reboot_ec2_instance",
         {"instance_id": "i-0123456789abcdef0"},
-        "CRITICAL",
-        "ec2:i-0123456789abcdef0",
     ),
     "ecs_redeploy": (
         "ecs_force_new_deployment",
         {"cluster": "main", "service": "worker"},
-        "WARNING",
-        "ecs:main/service/worker",
     ),
 }
 
@@ -193,7 +175,7 @@ def policy_from(doc: dict[str, Any]) -> Policy:
 def proposal(variant: str, **params: Any) -> ProposedAction:
     """The proposal of a named variant, with params overridden."""
     if variant in VARIANTS:
-        action_id, base, _, _ = VARIANTS[variant]
+        action_id, base = VARIANTS[variant]
     else:
         action_id, base = READ_ONLY[variant]
     return ProposedAction(action_id=action_id, params={**base, **params}, reasoning="because")
@@ -272,9 +254,3 @@ def kit() -> Kit:
         facts=facts,
         approval_for=approval_for,
     )
-
-
-@pytest.fixture(scope="session")
-def variants() -> dict[str, tuple[str, dict[str, Any], str, str]]:
-    """Valid proposals per mutating catalog variant: (action id, params, floor, target)."""
-    return VARIANTS

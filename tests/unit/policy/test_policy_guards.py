@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import rfc8785
+import yaml
 
 from sentinel.policy import (
     ActionRecord,
@@ -561,3 +563,34 @@ def test_explain_stops_at_the_deciding_check(kit: Any) -> None:
         ("inventory", "fail"),
     ]
     assert explanation.steps[-1].detail == "pod ghost not found in shop"
+
+
+def test_replay_from_recorded_json_gives_the_identical_decision(kit: Any) -> None:
+    from sentinel.policy import Decision, Facts, load_policy
+
+    prop = kit.proposal("rollback")
+    facts = kit.facts(
+        "prod",
+        approval=kit.approval_for(prop, approver="bob"),
+        history=_history(kit, 2, target="k8s:x/pod/y", service="checkout", action_id="x"),
+        pods_in_flight=[PodRef(namespace="shop", name="cart-1")],
+    )
+    policy_text = yaml.safe_dump(kit.base_policy_dict())
+    decision = evaluate(prop, facts, load_policy(policy_text))
+    # What the audit log stores: JSON of the inputs, the policy bytes and the decision.
+    recorded = json.dumps(
+        {
+            "proposal": prop.model_dump(mode="json"),
+            "facts": facts.model_dump(mode="json"),
+            "policy": policy_text,
+            "decision": decision.model_dump(mode="json"),
+        }
+    )
+    data = json.loads(recorded)
+    replayed = evaluate(
+        ProposedAction.model_validate(data["proposal"]),
+        Facts.model_validate(data["facts"]),
+        load_policy(data["policy"]),
+    )
+    assert replayed == decision == Decision.model_validate(data["decision"])
+    assert replayed.outcome == Outcome.EXECUTE

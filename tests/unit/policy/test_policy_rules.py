@@ -233,3 +233,13 @@ def test_naive_now_is_rejected() -> None:
 def test_now_is_normalised_to_utc() -> None:
     facts = Facts(environment="prod", now="2025-06-01T02:00:00+02:00")  # type: ignore[arg-type]
     assert facts.now.isoformat() == "2025-06-01T00:00:00+00:00"
+
+
+def test_runs_alone_matrix() -> None:
+    from sentinel.policy import RiskLevel
+    from sentinel.policy.rules import EnvironmentPolicy
+
+    listed = EnvironmentPolicy(mode=RunMode.AUTONOMOUS, run_alone=[RiskLevel.CRITICAL])
+    assert [listed.runs_alone(r) for r in RiskLevel] == [True, False, False]
+    both = EnvironmentPolicy(mode=RunMode.AUTONOMOUS, run_alone=[RiskLevel.WARNING])
+    assert [both.runs_alone(r) for r in RiskLevel] == [True, True, False]
