@@ -133,7 +133,10 @@ def _resolve(value: Any, labels: dict[str, str], service: str, inv: Inventory) -
             raise NotApplicable(f"deployment {ns}/{name} is already at the runbook's maximum")
         return target
     if kind == "replicas_times":
-        ns, name = _ref(args["namespace"], labels, service), _ref(args["deployment"], labels, service)
+        ns, name = (
+            _ref(args["namespace"], labels, service),
+            _ref(args["deployment"], labels, service),
+        )
         dep = inv.deployment(ns, name)
         if dep is None:
             raise NotApplicable(f"deployment {ns}/{name} is not in the inventory")
