@@ -9,6 +9,8 @@ the side-effect intents table and the durable engine's workflow table.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,8 +23,8 @@ import redis
 from sqlalchemy import create_engine, text
 
 from tests.conftest import (
+    ROOT,
     Proc,
-    create_token,
     free_port,
     need,
     port_open,
@@ -98,8 +100,7 @@ class RedisArea:
 
     def markers(self, incident_id: str) -> list[str]:
         return [
-            k.decode()
-            for k in self.r.scan_iter(match=f"{MARKER_PREFIX}{incident_id}*", count=1000)
+            k.decode() for k in self.r.scan_iter(match=f"{MARKER_PREFIX}{incident_id}*", count=1000)
         ]
 
     def cleanup(self) -> None:
@@ -167,7 +168,7 @@ class Api:
 
     def wait_status(self, incident_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
         """Poll until the incident has ``status``; fail fast if it settles elsewhere."""
-        final = {"CLOSED", "ESCALATED", "AWAITING_APPROVAL"} - {status}
+        final = {"CLOSED", "ESCALATED"} - {status}
         seen: list[str] = []
 
         def reached() -> dict[str, Any] | None:
@@ -212,6 +213,7 @@ class ActStack:
     viewer: Api
     approver: Api
     ingest_token: str
+    tokens: dict[str, str]
     target: MetricsTarget | None = None
     prom: Service | None = None
     am: Service | None = None
@@ -250,6 +252,34 @@ class ActStack:
         return out.returncode, out.stdout + out.stderr
 
 
+_MAKE_USERS = """
+import json, sys
+from typer.testing import CliRunner
+from sentinel.cli import app
+tokens = {}
+for name, role in json.loads(sys.argv[1]):
+    r = CliRunner().invoke(app, ["users", "create", name, "--role", role, "--json"])
+    if r.exit_code != 0:
+        sys.exit(f"users create {name} exited {r.exit_code}: {r.output} {r.exception!r}")
+    tokens[name] = json.loads(r.stdout.strip().splitlines()[-1])["token"]
+print(json.dumps(tokens))
+"""
+
+
+def create_tokens(env: dict[str, str], users: dict[str, str]) -> dict[str, str]:
+    """``sentinel users create`` for each name -> role, in one process (imports once)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _MAKE_USERS, json.dumps(list(users.items()))],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, f"creating users failed: {out.stdout}{out.stderr}"
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
 def start_sentinel(env: dict[str, str], tmp: Path, port: int) -> Proc:
     proc = Proc(["serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "sentinel.log")
     wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60, proc=proc)
@@ -271,10 +301,12 @@ def act_stack(
     target: MetricsTarget | None = None,
     job: str = "app",
     rules: list[dict[str, Any]] | None = None,
+    users: dict[str, str] | None = None,
 ) -> Iterator[ActStack]:
     """``sentinel serve`` (+ target → Prometheus → Alertmanager → Sentinel when rules are given).
 
-    ``env`` adds SENTINEL_* settings. With rules, Sentinel reads and verifies against that
+    ``env`` adds SENTINEL_* settings; ``users`` (name -> role) are created besides
+    ``alertmanager`` (ingest), ``oncall`` (viewer) and ``alice`` (approver). With rules, Sentinel reads and verifies against that
     Prometheus, and the stack is yielded once Prometheus has scraped the target three times.
     """
     with_prom = rules is not None
@@ -312,10 +344,19 @@ def act_stack(
                 extra.setdefault("SENTINEL_PROMETHEUS__LOOKBACK_SECONDS", "120")
             extra.setdefault("SENTINEL_LOG_LEVEL", "INFO")
             full_env = sentinel_env(db_url, tmp, **extra)
-            ingest_token = create_token(full_env, "alertmanager", "ingest")
-            viewer = Api(base, create_token(full_env, "oncall", "viewer"))
+            tokens = create_tokens(
+                full_env,
+                {
+                    "alertmanager": "ingest",
+                    "oncall": "viewer",
+                    "alice": "approver",
+                    **(users or {}),
+                },
+            )
+            ingest_token = tokens["alertmanager"]
+            viewer = Api(base, tokens["oncall"])
             apis.append(viewer)
-            approver = Api(base, create_token(full_env, "alice", "approver"))
+            approver = Api(base, tokens["alice"])
             apis.append(approver)
             sentinel = start_sentinel(full_env, tmp, sentinel_port)
             if with_prom:
@@ -347,6 +388,7 @@ def act_stack(
                 viewer=viewer,
                 approver=approver,
                 ingest_token=ingest_token,
+                tokens=tokens,
                 target=target,
                 prom=prom,
                 am=am,
