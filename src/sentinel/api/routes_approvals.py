@@ -19,6 +19,7 @@ from sentinel.incident import service as incident_service
 from sentinel.incident.models import IncidentStatus
 from sentinel.plan import service as plan_service
 from sentinel.plan.models import ExecutionStatus
+from sentinel.policy.actions import RiskLevel
 
 router = APIRouter(prefix="/api/v1/approvals", tags=["approvals"])
 
@@ -38,7 +39,11 @@ def list_approvals(
     """Approval requests, newest first (status=pending hides expired ones)."""
     with transaction(state.engine) as s:
         rows = approval_service.list_by_status(session=s, status=status)
-        return [ApprovalRead.model_validate(r) for r in rows]
+        out = []
+        for r in rows:
+            plan = plan_service.get(session=s, plan_id=r.plan_id)
+            out.append(ApprovalRead.model_validate(r).model_copy(update={"params": plan.params}))
+        return out
 
 
 @router.post("/{approval_id}/approve", response_model=ApprovalRead)
@@ -47,6 +52,7 @@ def approve(
 ) -> ApprovalRead:
     """Approve: recorded and the remediation workflow enqueued in one transaction."""
     with transaction(state.engine) as s:
+        risk = approval_service.get(session=s, approval_id=approval_id).risk_level
         req = approval_service.decide(
             session=s,
             approval_id=approval_id,
@@ -54,6 +60,7 @@ def approve(
             user=who.name,
             role=who.role,
             comment=(body.comment if body else ""),
+            allowed_roles=frozenset(state.policy().document.roles_for(RiskLevel(risk))),
         )
         # Deterministic id: a second start of the same remediation is a no-op.
         state.enqueuer.enqueue_in(

@@ -16,6 +16,7 @@ from sentinel.auth import service as auth_service
 from sentinel.auth.service import Principal
 from sentinel.core.config import Settings
 from sentinel.flows.runtime import Enqueuer
+from sentinel.policy.rules import Policy, load_policy_file
 
 TOKEN_CACHE_SECONDS = 30.0
 
@@ -28,6 +29,16 @@ class AppState:
     writer: IngestWriter = field(init=False)
     _cache: dict[str, tuple[float, Principal]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    _policy: tuple[float, Policy] | None = None
+
+    def policy(self) -> Policy:
+        """The policy file, re-read when it changes (approver roles come from it)."""
+        path = self.settings.policy.file
+        mtime = path.stat().st_mtime
+        if self._policy is None or self._policy[0] != mtime:
+            self._policy = (mtime, load_policy_file(path))
+        return self._policy[1]
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Resolve a bearer token; positive answers are cached briefly (revocation lag ≤ 30 s)."""

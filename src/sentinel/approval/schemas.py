@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ class ApprovalRead(BaseModel):
     decided_by: str | None
     decided_at: datetime | None
     comment: str | None
+    params: dict[str, Any] | None = None  # the exact parameters being approved
 
 
 class DecisionIn(BaseModel):

@@ -82,9 +82,14 @@ def decide(
     user: str,
     role: str,
     comment: str,
+    allowed_roles: frozenset[str] = APPROVER_ROLES,
     now: datetime | None = None,
 ) -> ApprovalRequest:
-    """Record a human decision; enforce role, expiry, single use and no self-approval of CRITICAL."""
+    """Record a human decision; enforce role, expiry, single use and no self-approval of CRITICAL.
+
+    ``allowed_roles`` are the roles the policy lets approve this risk level (approving);
+    rejecting needs only an approver role.
+    """
     now = now or utcnow()
     req = get(session=session, approval_id=approval_id, lock=True)
     if req.status != ApprovalStatus.PENDING:
@@ -95,6 +100,11 @@ def decide(
         raise Conflict(f"approval {approval_id} expired at {req.expires_at.isoformat()}")
     if role not in APPROVER_ROLES:
         raise Forbidden(f"role {role!r} may not decide approvals")
+    if approve and role not in allowed_roles:
+        raise Forbidden(
+            f"the policy lets only {sorted(allowed_roles)} approve {req.risk_level} actions",
+            {"role": role, "risk_level": req.risk_level},
+        )
     if approve and req.risk_level == "CRITICAL" and user == req.requested_by:
         raise Forbidden("the requester of a CRITICAL action may not approve it")
     req.status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED

@@ -158,14 +158,24 @@ class PrometheusVerifier:
     def __init__(self, ctx: PrometheusContext) -> None:
         self.ctx = ctx
 
-    def check(self, expression: str) -> dict[str, Any]:
-        """{"ok": queried, "firing": bool, "query", "error", "series"}; empty result = clear."""
+    def check(self, expression: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        """{"ok", "firing", "query", "error", "series"}: firing = a series of THIS alert remains.
+
+        A rule's expression may return series for other services too; only series whose
+        labels agree with the alert's labels (on the keys both carry) count.
+        """
         res = self.ctx.instant(expression)
         series = (res.data or {}).get("result", []) if res.ok else []
+        mine = [s for s in series if _same_alert(s.get("metric", {}), labels or {})]
         return {
             "ok": res.ok,
-            "firing": bool(series) if res.ok else None,
+            "firing": bool(mine) if res.ok else None,
             "query": expression,
             "error": res.error,
-            "series": series[:5],
+            "series": mine[:5],
+            "other_series": len(series) - len(mine),
         }
+
+
+def _same_alert(metric: dict[str, str], labels: dict[str, str]) -> bool:
+    return all(labels[k] == v for k, v in metric.items() if k in labels and k != "__name__")

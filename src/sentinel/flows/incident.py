@@ -413,13 +413,13 @@ def execution_recorded(incident_id: str, plan_id: str, ran: dict[str, Any]) -> d
 
 
 @runtime.step(name="Verification.check")
-def verification_check(expression: str) -> dict[str, Any]:
-    """Evaluate the alert's expression now (read-only)."""
+def verification_check(expression: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Evaluate the alert's expression now (read-only); only the alert's own series count."""
     verifier = flow_deps.get().verifier
     if verifier is None:
         return {"ok": False, "firing": None, "error": "no verifier configured"}
     try:
-        return verifier.check(expression)
+        return verifier.check(expression, labels)
     except Exception as exc:  # noqa: BLE001
         return {"ok": False, "firing": None, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -464,9 +464,11 @@ def verification_plan(incident_id: str) -> dict[str, Any]:
     with Session(d.engine) as s:
         inc = incident_service.get(session=s, incident_id=incident_id)
         expr = expr_from_generator_url((inc.source_alert or {}).get("generator_url"))
+        labels = dict((inc.source_alert or {}).get("labels") or {})
     v = d.settings.verify
     return {
         "expression": expr,
+        "labels": labels,
         "can_verify": d.verifier is not None,
         "interval": v.interval_seconds,
         "stable_checks": max(1, math.ceil(v.stable_seconds / v.interval_seconds)),
@@ -531,7 +533,7 @@ def remediate_incident(incident_id: str) -> dict[str, Any]:
     recovered = False
     for _ in range(int(vp["max_checks"])):
         runtime.durable_sleep(float(vp["interval"]))
-        c = verification_check(vp["expression"])
+        c = verification_check(vp["expression"], vp["labels"])
         checks.append({"ok": c.get("ok"), "firing": c.get("firing"), "error": c.get("error")})
         clear_run = clear_run + 1 if c.get("ok") and c.get("firing") is False else 0
         if clear_run >= int(vp["stable_checks"]):

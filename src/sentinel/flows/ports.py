@@ -42,7 +42,7 @@ class Executor(Protocol):
 class Verifier(Protocol):
     """Evaluates an alert expression now: {"ok": queried, "firing": bool, "query", "error"}."""
 
-    def check(self, expression: str) -> dict[str, Any]: ...
+    def check(self, expression: str, labels: dict[str, str] | None = None) -> dict[str, Any]: ...
 
 
 class Notifier(Protocol):

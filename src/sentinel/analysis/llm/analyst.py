@@ -10,12 +10,11 @@ after `parse_proposal` accepted it and the inventory holds what it names.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel
 from pydantic_ai import Agent, ModelRetry, RunContext, UsageLimits, capture_run_messages
@@ -84,6 +83,7 @@ PLAN_TOOL = "submit_plan"
 MIN_CALL_TOKENS = 1_000
 
 InventorySource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+_T = TypeVar("_T")
 
 
 def build_model(settings: LlmSettings) -> Model:
@@ -152,6 +152,11 @@ class LlmAnalyst:
             model if model is not None else (build_model(settings) if settings.enabled else None)
         )
         self._agents: dict[tuple[str, bool], Agent[RunState, Any]] = {}
+        self._loop = _LoopThread()
+
+    def close(self) -> None:
+        """Stop the analyst's event loop thread."""
+        self._loop.close()
 
     # ------------------------------------------------------------ ports
 
@@ -453,32 +458,39 @@ class LlmAnalyst:
                 tool_calls_limit=s.max_tool_calls_per_call,
                 total_tokens_limit=limit,
             )
-            with capture_run_messages() as captured:
-                try:
-                    output = _run_sync(
-                        lambda: (
-                            agent.run_sync(
-                                user,
-                                model=model,
-                                deps=state,
-                                usage_limits=limits,
-                                timeout=s.timeout_seconds,
-                            ).output
+
+            async def run() -> tuple[Any, list[ModelMessage], BaseException | None]:
+                with capture_run_messages() as messages:
+                    try:
+                        result = await agent.run(
+                            user,
+                            model=model,
+                            deps=state,
+                            usage_limits=limits,
+                            timeout=s.timeout_seconds,
                         )
-                    )
-                except ReplayExhausted:
-                    outcome = str(replay.get("outcome") if replay else "error")
-                    error = str(replay.get("error") if replay else "replay exhausted")
-                except UsageLimitExceeded as exc:
-                    outcome, error = "budget_exceeded", str(exc)
-                except (RunTimedOut, ModelRequestTimeout, ModelTimeoutError, TimeoutError) as exc:
-                    outcome, error = "timeout", f"{type(exc).__name__}: {exc}"
-                except UnexpectedModelBehavior as exc:
-                    outcome, error = "invalid_output", str(exc)
-                except ModelAPIError as exc:
-                    outcome, error = "model_error", f"{type(exc).__name__}: {exc}"
-                except (AgentRunError, Exception) as exc:  # noqa: BLE001 - never lose the incident
-                    outcome, error = "error", f"{type(exc).__name__}: {exc}"
+                    except Exception as exc:  # noqa: BLE001 - classified below
+                        return None, messages, exc
+                    return result.output, messages, None
+
+            try:
+                # The run's own deadline fires first; this one only guards a stuck tool thread.
+                output, captured, failure = self._loop.run(run(), s.timeout_seconds + 5)
+                if failure is not None:
+                    raise failure
+            except ReplayExhausted:
+                outcome = str(replay.get("outcome") if replay else "error")
+                error = str(replay.get("error") if replay else "replay exhausted")
+            except UsageLimitExceeded as exc:
+                outcome, error = "budget_exceeded", str(exc)
+            except (RunTimedOut, ModelRequestTimeout, ModelTimeoutError, TimeoutError) as exc:
+                outcome, error = "timeout", f"{type(exc).__name__}: {exc}"
+            except UnexpectedModelBehavior as exc:
+                outcome, error = "invalid_output", str(exc)
+            except ModelAPIError as exc:
+                outcome, error = "model_error", f"{type(exc).__name__}: {exc}"
+            except (AgentRunError, Exception) as exc:  # noqa: BLE001 - never lose the incident
+                outcome, error = "error", f"{type(exc).__name__}: {exc}"
         messages = compact_messages(captured)
         output_tools = {RCA_TOOL, PLAN_TOOL}
         instructions = next(
@@ -575,15 +587,33 @@ def _zero_usage() -> dict[str, Any]:
     }
 
 
-def _run_sync(go: Callable[[], Any]) -> Any:
-    """Run a synchronous agent call; from inside an event loop, on a helper thread."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return go()
-    ctx = contextvars.copy_context()  # keeps capture_run_messages' list
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(ctx.run, go).result()
+class _LoopThread:
+    """One event loop on a daemon thread for every model call of an analyst.
+
+    The provider's async HTTP client binds its connections to the loop that opened them,
+    so calls from many worker threads all run here (concurrently), never on per-thread loops.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, _T], timeout: float | None = None) -> _T:
+        """Run a coroutine on the loop and wait (at most `timeout` seconds) for its result."""
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="sentinel-llm", daemon=True).start()
+                self._loop = loop
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
+
+    def close(self) -> None:
+        """Stop the loop (a later call starts a new one)."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
 
 
 def _refuse(state: RunState, kind: str, message: str, **kw: Any) -> ModelRetry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import cache
 from typing import Any
 
 from sentinel.analysis.llm.evidence import Evidence
@@ -53,9 +54,14 @@ Sentinel did and why, how it ended, and what to look at next. No headings, no ta
 {_UNTRUSTED}"""
 
 
+@cache
+def _remediation_ids() -> tuple[str, ...]:
+    return tuple(c["action_id"] for c in catalog_schema() if not c["read_only"])
+
+
 def remediation_ids() -> list[str]:
     """Catalog ids that change something (the read-only ones are tools, not remediations)."""
-    return [c["action_id"] for c in catalog_schema() if not c["read_only"]]
+    return list(_remediation_ids())
 
 
 def _params_brief(schema: Mapping[str, Any]) -> dict[str, str]:
@@ -83,6 +89,7 @@ def _catalog_text() -> str:
     return "\n".join(lines)
 
 
+@cache
 def planner_system() -> str:
     """The planner's system prompt, with the remediation catalog."""
     return f"""\

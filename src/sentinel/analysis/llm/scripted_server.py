@@ -133,6 +133,13 @@ class ScriptedServer:
         with self._lock:
             self._steps.extend(steps)
 
+    def reset(self, steps: Iterable[Step] = ()) -> None:
+        """Replace the script and forget the requests and replies seen so far."""
+        with self._lock:
+            self._steps = list(steps)
+            self.requests.clear()
+            self.replies.clear()
+
     @property
     def remaining(self) -> int:
         """Steps not consumed yet."""

@@ -185,6 +185,7 @@ class Toolbox:
                         room = min(state.max_chars, max(200, state.token_limit - used))
                         env["data"], cut = truncate(redact(env["data"]), room)
                         env["truncated"] = cut or data_truncated
+            env = redact(env)  # error texts and queries too, not only the data
             env["evidence_id"] = f"tool:{call_id}"
         state.evidence.add_tool_result(call_id, env)
         return env
