@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from sentinel.analysis.llm import FallbackPlanner, build_llm
 from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine
@@ -23,6 +24,7 @@ from sentinel.executors.router import ExecutorRouter
 from sentinel.executors.ssh import SshExecutor, SshSettings
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
+from sentinel.flows.facts import live_inventory
 from sentinel.flows.models import Intent
 from sentinel.flows.ports import ContextPort
 from sentinel.notify.webhook import WebhookNotifier
@@ -94,11 +96,19 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
             }
         )
     executor = ExecutorRouter(executors, fallback=DryRunExecutor())
+    runbooks = RunbookPlanner(load_runbooks(settings.planner.runbook_paths))
+    llm = build_llm(
+        settings.llm,
+        metrics=sources[0] if sources else None,
+        inventory=lambda: live_inventory(settings.inventory, readers),
+    )
+    planner: Any = FallbackPlanner(llm, runbooks) if llm is not None else runbooks
     return flow_deps.Deps(
         settings=settings,
         engine=engine,
         context_sources=sources,
-        planner=RunbookPlanner(load_runbooks(settings.planner.runbook_paths)),
+        planner=planner,
+        llm=llm,
         policy=load_policy_file(settings.policy.file),
         executor=executor,
         verifier=verifier,

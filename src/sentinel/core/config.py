@@ -11,6 +11,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from sentinel.core.llm_settings import LlmSettings
+
 
 class IngestSettings(BaseModel):
     """Alert ingestion limits and grouping."""
@@ -130,6 +132,7 @@ class Settings(BaseSettings):
     executors: ExecutorSettings = Field(default_factory=ExecutorSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
+    llm: LlmSettings = Field(default_factory=LlmSettings)
     # Static inventory (policy.facts.Inventory shape), merged with live reads at decision time.
     inventory: dict[str, Any] = Field(default_factory=dict)
     session_secret: SecretStr | None = None

@@ -34,6 +34,8 @@ class Deps:
     # Live inventory readers (read-only), each returning a partial policy.facts.Inventory
     # dict; their answers become the policy's facts at decision time.
     inventory_readers: list[Callable[[], dict[str, Any]]] = field(default_factory=list)
+    # The LLM analyst when configured (kept for post-mortem narratives and shutdown).
+    llm: Any = None
 
 
 _deps: Deps | None = None

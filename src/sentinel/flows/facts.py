@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,14 +17,16 @@ from sentinel.flows.models import Intent, IntentStatus
 HISTORY_WINDOW = timedelta(hours=24)
 
 
-def live_inventory(deps: Deps) -> dict[str, Any]:
+def live_inventory(
+    static: dict[str, Any], readers: list[Callable[[], dict[str, Any]]]
+) -> dict[str, Any]:
     """Static inventory from configuration, overlaid with what live sources report now.
 
     A live list replaces the static one (what exists is what the source says now), except
     that live entries keep the static entry's extra fields (service, labels, key patterns).
     """
-    inv: dict[str, Any] = {k: list(v) for k, v in deps.settings.inventory.items()}
-    for read in deps.inventory_readers:
+    inv: dict[str, Any] = {k: list(v) for k, v in static.items()}
+    for read in readers:
         for kind, items in read().items():
             if not isinstance(items, list):
                 continue
@@ -75,7 +78,7 @@ def read_facts(deps: Deps, session: Session, *, approval_id: str | None = None) 
     return {
         "environment": deps.settings.environment,
         "now": now.isoformat(),
-        "inventory": live_inventory(deps),
+        "inventory": live_inventory(deps.settings.inventory, deps.inventory_readers),
         "history": history,
         "pods_in_flight": in_flight,
         "approval": approval,

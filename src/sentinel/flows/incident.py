@@ -193,7 +193,14 @@ def remediation_planning(
         doc = _incident_doc(s, incident_id)
         out = planner.plan(doc, rca.get("rca"), {"inventory": facts.get("inventory", {})})
         if not out.get("action_id"):
-            return {"proposal": None, "reason": f"{planner.name} planner: {out.get('reason')}"}
+            extra: dict[str, Any] = {
+                k: out[k] for k in ("llm_trace", "flags", "usage", "fallback") if k in out
+            }
+            return {
+                "proposal": None,
+                "reason": f"{planner.name} planner: {out.get('reason')}",
+                **extra,
+            }
         proposal = {k: out.get(k) for k in ("action_id", "params", "reasoning")}
         parsed = parse_proposal(_proposal(proposal))
         target = parsed.target() if isinstance(parsed, Action) else str(proposal["action_id"])
@@ -206,12 +213,13 @@ def remediation_planning(
             target=target,
             risk_level=risk,
         )
+        kept = ("runbook_id", "llm_trace", "flags", "usage", "fallback", "evidence_refs")
         return {
             "proposal": proposal,
-            "planner": planner.name,
+            "planner": str(out.get("planner") or planner.name),
             "plan_id": plan.plan_id,
             "target": target,
-            "runbook_id": out.get("runbook_id"),
+            **{k: out[k] for k in kept if k in out},
         }
 
     return db_step("RemediationPlanning", incident_id, {"rca": rca}, body)

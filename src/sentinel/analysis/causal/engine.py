@@ -34,7 +34,7 @@ from sentinel.analysis.causal.onset import (
 )
 from sentinel.analysis.causal.series import Array, ChangeEvent, MetricFrame
 
-MAX_POINTS = 4000  # longer windows are block-averaged to this many points
+MAX_POINTS = 2400  # longer windows are block-averaged (1 h at 1 s -> 2 s steps)
 ANOMALY_Z = 3.0  # a metric whose post-onset score is below this is calm
 RIDGE = 1e-2
 EVENT_HORIZON_S = 1800.0  # a change this long before the onset is still a suspect
@@ -135,12 +135,19 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
 
     # 3. Common mode per kind (load surges, seasonality): median across services.
     kinds = [metric_kind(mt) for _, mt in nodes]
-    common: dict[Kind, Array] = {}
-    for k in set(kinds):
-        cols = [j for j in range(m) if kinds[j] == k]
+    common: dict[str, Array] = {}
+    # Only resource and traffic metrics: faults travel through latency and errors, so a
+    # fault that reaches most services would otherwise look like a common mode.
+    by_metric: dict[str, list[int]] = {}
+    for j, (_, mt) in enumerate(nodes):
+        if kinds[j] in (Kind.RESOURCE, Kind.LOAD):
+            by_metric.setdefault(mt, []).append(j)
+    for mt, cols in sorted(by_metric.items()):
         if len(cols) >= 3:
-            common[k] = np.median(z[:, cols], axis=1)
-    common_q = {k: np.clip(v, -50, 50) * np.abs(np.clip(v, -50, 50)) / 10.0 for k, v in common.items()}
+            common[mt] = np.median(z[:, cols], axis=1)
+    common_q = {
+        k: np.clip(v, -50, 50) * np.abs(np.clip(v, -50, 50)) / 10.0 for k, v in common.items()
+    }
     lag = max(1, min(30, int(round(30.0 / step)) if step > 0 else 1, n // 20 or 1))
     zl = _lagged_mean(z, lag)
     zc = np.clip(z, -50, 50)
@@ -248,11 +255,11 @@ def _service_scores(
             best[r.service] = (r.score, j)
     top = max((s for s, _ in best.values()), default=0.0)
     for svc, (_, w) in boost.items():
-        s, j = best.get(svc, (0.0, None))
+        s, jb = best.get(svc, (0.0, None))
         # A change right before the onset on a service that moved itself is strong evidence;
         # on a service with no metrics of its own it is a candidate below the measured ones.
         s = s * (1.0 + w) if s > 0 else 0.5 * w * top
-        best[svc] = (s, j)
+        best[svc] = (s, jb)
     out = [(svc, s, j) for svc, (s, j) in best.items()]
     out.sort(key=lambda x: (-x[1], x[0]))
     return out

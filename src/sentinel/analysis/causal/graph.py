@@ -47,6 +47,17 @@ def metric_kind(metric: str) -> Kind:
     return Kind.RESOURCE
 
 
+# (cause kind, effect kind) pairs inside one service.
+_WITHIN_SERVICE = {
+    (Kind.RESOURCE, Kind.LATENCY),
+    (Kind.RESOURCE, Kind.ERROR),
+    (Kind.LOAD, Kind.LATENCY),
+    (Kind.LOAD, Kind.ERROR),
+    (Kind.ERROR, Kind.LATENCY),  # retries and timeouts
+    (Kind.LOAD, Kind.RESOURCE),
+}
+
+
 def parents_from_callgraph(
     nodes: list[tuple[str, str]], edges: list[tuple[str, str]]
 ) -> list[list[int]]:
@@ -68,11 +79,7 @@ def parents_from_callgraph(
             for i in idx:
                 if i == j or solo:
                     continue
-                if kinds[j] in outputs and kinds[i] in (Kind.RESOURCE, Kind.LOAD):
-                    parents[j].add(i)
-                elif kinds[j] == Kind.LATENCY and kinds[i] == Kind.ERROR:
-                    parents[j].add(i)
-                elif kinds[j] == Kind.RESOURCE and kinds[i] == Kind.LOAD:
+                if (kinds[i], kinds[j]) in _WITHIN_SERVICE:
                     parents[j].add(i)
     for caller, callee in edges:
         if caller == callee:

@@ -48,7 +48,7 @@ def detect_onset(z: Array, lo: int | None = None, hi: int | None = None) -> int:
     """
     n = z.shape[0]
     if n < 8:
-        return n // 2
+        return int(n // 2)
     a = np.clip(np.abs(z), 0, 10)
     k = max(1, int(round(0.1 * a.shape[1]))) if a.shape[1] else 1
     agg = -np.partition(-a, k - 1, axis=1)[:, :k].mean(axis=1) if a.shape[1] else np.zeros(n)
@@ -56,7 +56,7 @@ def detect_onset(z: Array, lo: int | None = None, hi: int | None = None) -> int:
     lo = max(2, lo if lo is not None else int(0.1 * n))
     hi = min(n - 2, hi if hi is not None else int(0.97 * n))
     if hi <= lo:
-        return n // 2
+        return int(n // 2)
     idx = np.arange(lo, hi)
     left = cs[idx] / idx
     right = (cs[n] - cs[idx]) / (n - idx)
@@ -81,5 +81,5 @@ def first_crossing(
     hit = roll > threshold
     anyhit = hit.any(axis=0)
     first = np.argmax(hit, axis=0)
-    out[anyhit] = (first[anyhit] + s).astype(np.float64)
+    out[anyhit] = (first[anyhit] + w - 1 + s).astype(np.float64)
     return out
