@@ -667,17 +667,10 @@ def test_shadow_mode_records_what_would_run_and_runs_nothing(
         audit_ok(stack)
 
 
-# ---------------------------------------------------------------- Sentinel bugs (xfail)
+# ---------------------------------------------------------------- regressions (bugs found and fixed)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="approval/service.py decide() checks a hard-coded APPROVER_ROLES set, not the "
-    "policy's approver_roles for the action's risk: an approver the policy does not allow "
-    "gets 200, the approval is spent, and the recheck then refuses it (role_not_allowed)",
-)
 def test_approve_api_enforces_the_policys_approver_roles(sqlite_url: str, tmp_path: Path) -> None:
     policy = write_policy(
         tmp_path,
@@ -720,14 +713,6 @@ def test_approve_api_enforces_the_policys_approver_roles(sqlite_url: str, tmp_pa
 @pytest.mark.prometheus
 @pytest.mark.redis
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="verification re-runs the rule's whole expression and counts ANY returned series "
-    "as firing (flows/incident.py remediate_incident + context/prometheus.py "
-    "PrometheusVerifier.check): another service's series under the same rule keeps a "
-    "fixed incident from closing",
-)
 def test_verification_watches_only_the_alerts_own_series(sqlite_url: str, tmp_path: Path) -> None:
     with redis_area() as area:
         pattern = f"{area.prefix}{POISON}*"
