@@ -13,6 +13,7 @@ from alembic.config import Config
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from sentinel.analysis.causal import CausalAnalyzer
 from sentinel.analysis.llm import FallbackPlanner, build_llm
 from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
@@ -107,6 +108,7 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         settings=settings,
         engine=engine,
         context_sources=sources,
+        analyzer=CausalAnalyzer(),
         planner=planner,
         llm=llm,
         policy=load_policy_file(settings.policy.file),

@@ -212,6 +212,14 @@ def demo(
     raise typer.Exit(0 if result["as_expected"] else 1)
 
 
+@app.command()
+def rca(case_dir: Path, as_json: JsonOpt = False) -> None:
+    """Run the causal analyzer on one offline case (RCAEval layout) and print the ranking."""
+    from sentinel.cli_rca import rca_command
+
+    raise typer.Exit(rca_command(case_dir, as_json))
+
+
 @policy_app.command("check")
 def policy_check(file: Path) -> None:
     """Validate a policy file; exit 1 with every problem listed."""

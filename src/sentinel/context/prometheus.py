@@ -50,6 +50,10 @@ class PrometheusContext:
             if expr and expr not in seen:
                 seen.add(expr)
                 out.append((f"alert:{a.alertname}", expr))
+        for name, q in self.settings.fleet_queries.items():
+            if q not in seen:
+                seen.add(q)
+                out.append((name, q))
         svc = _escape_label_value(request.service)
         for name, template in self.settings.service_queries.items():
             q = template.replace("$service", svc)

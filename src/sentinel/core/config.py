@@ -40,6 +40,9 @@ class PrometheusSettings(BaseModel):
             "memory": 'sum(process_resident_memory_bytes{job="$service"})',
         }
     )
+    # Queries over every service at once (one series per `service` label): what the causal
+    # analysis needs to tell the cause from the services it propagated to.
+    fleet_queries: dict[str, str] = Field(default_factory=dict)
 
 
 class WorkerSettings(BaseModel):
@@ -133,6 +136,8 @@ class Settings(BaseSettings):
     verify: VerifySettings = Field(default_factory=VerifySettings)
     context: ContextSettings = Field(default_factory=ContextSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
+    # Known call graph [[caller, callee], ...] for the causal analysis (learned when empty).
+    callgraph: list[list[str]] = Field(default_factory=list)
     # Static inventory (policy.facts.Inventory shape), merged with live reads at decision time.
     inventory: dict[str, Any] = Field(default_factory=dict)
     session_secret: SecretStr | None = None

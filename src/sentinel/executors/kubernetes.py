@@ -508,14 +508,13 @@ class KubernetesExecutor:
 
     # -- just-in-time identities -----------------------------------------------------------
 
-    @contextmanager
-    def jit_session(
+    def mint(
         self, idempotency_key: str, namespace: str, rules: list[dict[str, Any]]
-    ) -> Iterator[tuple[Any, dict[str, Any]]]:
-        """Mint a per-action identity with these rules; yields (its ApiClient, its grant record).
+    ) -> tuple[Any, dict[str, Any]]:
+        """Create a per-action identity with these rules: (an ApiClient with its token, the grant).
 
-        The identity is revoked on exit. Raises RuntimeError with the full error if minting
-        fails. For operators and tests: ``execute`` uses the same minting.
+        Raises RuntimeError with the full error when a step fails (what was created stays
+        until ``revoke``). ``execute`` mints the same way; this is for operators and tests.
         """
         grant = _Grant(
             name=jit_name(self.settings.name_prefix, idempotency_key),
@@ -529,16 +528,29 @@ class KubernetesExecutor:
             name="",
         )
         try:
-            try:
-                self._mint(grant, req, idempotency_key, None)
-            except _Failed as exc:
-                raise RuntimeError(f"{exc.stage}: {exc.detail.get('error')}") from exc
-            assert grant.grant is not None
-            yield grant.api, grant.grant.as_dict()
+            self._mint(grant, req, idempotency_key, None)
+        except _Failed as exc:
+            raise RuntimeError(f"{exc.stage}: {exc.detail.get('error')}") from exc
+        assert grant.grant is not None
+        return grant.api, grant.grant.as_dict()
+
+    def revoke(self, idempotency_key: str, namespace: str) -> dict[str, str]:
+        """Delete the key's RoleBinding, Role and ServiceAccount; what happened to each."""
+        return self._revoke(jit_name(self.settings.name_prefix, idempotency_key), namespace)
+
+    @contextmanager
+    def jit_session(
+        self, idempotency_key: str, namespace: str, rules: list[dict[str, Any]]
+    ) -> Iterator[tuple[Any, dict[str, Any]]]:
+        """``mint`` on entry, ``revoke`` on exit (even when minting failed half-way)."""
+        api = None
+        try:
+            api, grant = self.mint(idempotency_key, namespace, rules)
+            yield api, grant
         finally:
-            if grant.api is not None:
-                grant.api.close()
-            self._revoke(grant.name, namespace)
+            if api is not None:
+                api.close()
+            self.revoke(idempotency_key, namespace)
 
     def _mint(self, grant: _Grant, req: _Request, key: str, target_uid: str | None) -> None:
         """Create the ServiceAccount, Role, RoleBinding and a token; fills ``grant``."""

@@ -33,7 +33,7 @@ from sentinel.flows import runtime
 from sentinel.flows.effects import at_most_once, db_step
 from sentinel.flows.facts import read_facts
 from sentinel.incident import service as incident_service
-from sentinel.incident.models import IncidentStatus
+from sentinel.incident.models import ContextSnapshot, IncidentStatus
 from sentinel.plan import service as plan_service
 from sentinel.plan.models import ExecutionStatus
 from sentinel.policy.actions import Action, ProposedAction, parse_proposal
@@ -163,44 +163,77 @@ def read_policy_facts(incident_id: str, for_remediation: bool) -> dict[str, Any]
         return read_facts(d, s, approval_id=approval_id)
 
 
+@runtime.step(name="RootCauseAnalysis.compute")
+def compute_rca(incident_id: str, snapshot_id: str) -> dict[str, Any]:
+    """Causal analysis of the stored snapshot, then the LLM analyst when configured.
+
+    Its own step, outside any write transaction: an LLM call may take seconds.
+    """
+    d = flow_deps.get()
+    if d.analyzer is None and d.llm is None:
+        return {"rca": None, "reason": "no analyzer configured", "snapshot_id": snapshot_id}
+    with Session(d.engine) as s:
+        doc = _incident_doc(s, incident_id)
+        snap = s.get(ContextSnapshot, snapshot_id)
+        data = dict(snap.data) if snap is not None else {}
+    if d.settings.callgraph:
+        doc["callgraph"] = {"edges": d.settings.callgraph}
+    rca = d.analyzer.analyze(doc, data) if d.analyzer is not None else None
+    used = d.analyzer.name if d.analyzer is not None else None
+    if d.llm is not None:
+        llm_rca = d.llm.analyze(doc, {"data": data, "causal": rca})
+        if llm_rca.get("ok") and not llm_rca.get("fallback_required"):
+            rca, used = {**llm_rca, "causal": rca}, "llm"
+        elif rca is not None:
+            rca = {**rca, "llm_attempt": llm_rca}
+        else:
+            rca = llm_rca
+    if rca is None:
+        return {"rca": None, "reason": "analysis produced nothing", "snapshot_id": snapshot_id}
+    return {"rca": rca, "analyzer": used, "snapshot_id": snapshot_id}
+
+
 @runtime.step(name="RootCauseAnalysis")
-def root_cause_analysis(incident_id: str, snapshot: dict[str, Any]) -> dict[str, Any]:
-    """Run the configured analyzer; record plainly when there is none."""
-    analyzer = flow_deps.get().analyzer
+def root_cause_analysis(incident_id: str, result: dict[str, Any]) -> dict[str, Any]:
+    """Record the analysis on the incident (and in the audit log)."""
 
     def body(s: Session) -> dict[str, Any]:
-        if analyzer is None:
-            return {"rca": None, "reason": "no analyzer configured"}
-        rca = analyzer.analyze(_incident_doc(s, incident_id), snapshot)
-        inc = incident_service.get(session=s, incident_id=incident_id)
-        inc.rca = rca
-        inc.rca_hypothesis = str(rca.get("hypothesis") or "") or None
-        return {"rca": rca, "analyzer": analyzer.name}
+        rca = result.get("rca")
+        if rca is not None:
+            inc = incident_service.get(session=s, incident_id=incident_id)
+            inc.rca = rca
+            inc.rca_hypothesis = str(rca.get("hypothesis") or "") or None
+        return result
 
-    return db_step("RootCauseAnalysis", incident_id, {"snapshot": snapshot}, body)
+    return db_step(
+        "RootCauseAnalysis", incident_id, {"snapshot_id": result.get("snapshot_id")}, body
+    )
+
+
+@runtime.step(name="RemediationPlanning.propose")
+def propose(incident_id: str, rca: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """Ask the planner (LLM and/or runbooks) for one catalog action; outside any transaction."""
+    planner = flow_deps.get().planner
+    if planner is None:
+        return {"action_id": None, "reason": "no planner configured", "planner": None}
+    with Session(flow_deps.get().engine) as s:
+        doc = _incident_doc(s, incident_id)
+    out = planner.plan(doc, rca.get("rca"), {"inventory": facts.get("inventory", {})})
+    return {**out, "planner": str(out.get("planner") or planner.name)}
 
 
 @runtime.step(name="RemediationPlanning")
-def remediation_planning(
-    incident_id: str, rca: dict[str, Any], facts: dict[str, Any]
-) -> dict[str, Any]:
-    """Ask the planner for one catalog action and record it as a plan; it proposes only."""
-    planner = flow_deps.get().planner
+def remediation_planning(incident_id: str, out: dict[str, Any]) -> dict[str, Any]:
+    """Record the proposal as a plan; the planner proposes only."""
 
     def body(s: Session) -> dict[str, Any]:
-        if planner is None:
-            return {"proposal": None, "reason": "no planner configured"}
-        doc = _incident_doc(s, incident_id)
-        out = planner.plan(doc, rca.get("rca"), {"inventory": facts.get("inventory", {})})
+        kept = ("runbook_id", "llm_trace", "flags", "usage", "fallback", "evidence_refs")
+        extra: dict[str, Any] = {k: out[k] for k in kept if k in out}
         if not out.get("action_id"):
-            extra: dict[str, Any] = {
-                k: out[k] for k in ("llm_trace", "flags", "usage", "fallback") if k in out
-            }
-            return {
-                "proposal": None,
-                "reason": f"{planner.name} planner: {out.get('reason')}",
-                **extra,
-            }
+            reason = str(out.get("reason") or "no proposal")
+            if out.get("planner"):
+                reason = f"{out['planner']} planner: {reason}"
+            return {"proposal": None, "reason": reason, **extra}
         proposal = {k: out.get(k) for k in ("action_id", "params", "reasoning")}
         parsed = parse_proposal(_proposal(proposal))
         target = parsed.target() if isinstance(parsed, Action) else str(proposal["action_id"])
@@ -209,20 +242,19 @@ def remediation_planning(
             session=s,
             incident_id=incident_id,
             proposal=proposal,
-            planner=planner.name,
+            planner=str(out["planner"]),
             target=target,
             risk_level=risk,
         )
-        kept = ("runbook_id", "llm_trace", "flags", "usage", "fallback", "evidence_refs")
         return {
             "proposal": proposal,
-            "planner": str(out.get("planner") or planner.name),
+            "planner": out["planner"],
             "plan_id": plan.plan_id,
             "target": target,
-            **{k: out[k] for k in kept if k in out},
+            **extra,
         }
 
-    return db_step("RemediationPlanning", incident_id, {"rca": rca}, body)
+    return db_step("RemediationPlanning", incident_id, {"planner_output": out}, body)
 
 
 @runtime.step(name="RiskEvaluation")
@@ -500,8 +532,8 @@ def triage_incident(incident_id: str) -> dict[str, Any]:
     results = {name: gather_source(incident_id, name, std) for name in std["context_sources"]}
     snapshot = store_context(incident_id, results)
     facts = read_policy_facts(incident_id, False)
-    rca = root_cause_analysis(incident_id, snapshot)
-    plan = remediation_planning(incident_id, rca, facts)
+    rca = root_cause_analysis(incident_id, compute_rca(incident_id, snapshot["snapshot_id"]))
+    plan = remediation_planning(incident_id, propose(incident_id, rca, facts))
     decision = risk_evaluation(incident_id, plan, facts)
     outcome = decision["outcome"]
     if outcome == "EXECUTE":
