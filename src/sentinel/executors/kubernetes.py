@@ -26,6 +26,16 @@ identity: pod gone, terminating or replaced (another uid) → done; Deployment a
 with the key (and, for a rollback, running that revision's template; for scale, at the
 requested replicas) → done; anything else → None (a human decides). Bad input is refused
 (``ok: False``), never raised.
+
+The standing identity needs (ClusterRole, bound cluster-wide or per target namespace):
+``roles``, ``rolebindings``: create, delete, get, list, plus ``escalate`` and ``bind`` on
+``roles`` (to grant what it does not hold); ``serviceaccounts``: create, delete, get, list
+and ``serviceaccounts/token``: create (in ``service_account_namespace``); and read-only
+get/list on ``pods``, ``pods/log``, ``events``, ``namespaces``, ``deployments``,
+``deployments/scale``, ``replicasets``. RBAC has no deny rules and ``escalate`` lets it
+write any Role, so on a real cluster add a ValidatingAdmissionPolicy admitting only Roles
+labelled ``app.kubernetes.io/managed-by=sentinel`` whose rules all carry ``resourceNames``
+and only the verbs above.
 """
 
 from __future__ import annotations
@@ -360,7 +370,9 @@ class KubernetesExecutor:
         try:
             target = self._read_target(req)
         except _Failed as exc:
-            return {"ok": False, **base, "stage": exc.stage, **exc.detail, **sw.stamp()}
+            # A read changes nothing, whatever happened to it.
+            detail = {**exc.detail, "may_have_run": False}
+            return {"ok": False, **base, "stage": exc.stage, **detail, **sw.stamp()}
         if isinstance(target, str):
             return {**refused(self.name, action, idempotency_key, target), **base, **sw.stamp()}
         if req.kind == "deployment" and _annotation(target.obj, ACTION_KEY_ANNOTATION) == (
@@ -380,6 +392,8 @@ class KubernetesExecutor:
             out = self._act(grant, req, idempotency_key, target)
         except _Failed as exc:
             out = {"ok": False, "stage": exc.stage, **exc.detail}
+            if exc.stage.startswith("jit:"):
+                out["may_have_run"] = False  # the action's call was never made
         except Exception as exc:  # noqa: BLE001 - an unexpected client error is the result
             log.exception("kubernetes %s: unexpected error", idempotency_key)
             out = {"ok": False, "stage": "call", "error": error_text(exc), "may_have_run": True}
