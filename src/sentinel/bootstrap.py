@@ -15,11 +15,15 @@ from sqlalchemy.orm import Session
 
 from sentinel.analysis.causal import CausalAnalyzer
 from sentinel.analysis.llm import FallbackPlanner, build_llm
+from sentinel.context.changes import ChangesSettings, DeploymentsContext, GitContext
+from sentinel.context.kubernetes import KubernetesContext
+from sentinel.context.loki import LokiContext, LokiSettings
 from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine
 from sentinel.executors.aws import AwsExecutor, AwsSettings
 from sentinel.executors.dry_run import DryRunExecutor
+from sentinel.executors.kubernetes import KubernetesExecutor, KubernetesSettings
 from sentinel.executors.redis import RedisExecutor
 from sentinel.executors.router import ExecutorRouter
 from sentinel.executors.ssh import SshExecutor, SshSettings
@@ -63,6 +67,7 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
     """Real adapters for whatever the configuration switches on; nothing fake."""
     sources: list[ContextPort] = []
     verifier = None
+    prom = None
     if settings.prometheus.url:
         prom = PrometheusContext(settings.prometheus)
         sources.append(prom)
@@ -96,11 +101,35 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
                 if k in ("ec2_instances", "ecs_services")
             }
         )
+    if ex.kubernetes:
+        ks = KubernetesSettings.model_validate(ex.kubernetes)
+        kx = KubernetesExecutor(ks)
+        executors.append(kx)
+        readers.append(
+            lambda: {k: v for k, v in kx.inventory().items() if k in ("pods", "deployments")}
+        )
+        sources.append(
+            KubernetesContext(
+                kx.standing_api,
+                default_namespace=ks.default_namespace,
+                service_label=ks.service_label,
+                timeout_seconds=ks.read_timeout_seconds,
+            )
+        )
+    ctx = settings.context
+    if ctx.loki:
+        sources.append(LokiContext(LokiSettings.model_validate(ctx.loki)))
+    if ctx.changes:
+        ch = ChangesSettings.model_validate(ctx.changes)
+        if ch.deployments_url:
+            sources.append(DeploymentsContext(ch))
+        if ch.git_repo_path or ch.github_repo:
+            sources.append(GitContext(ch))
     executor = ExecutorRouter(executors, fallback=DryRunExecutor())
     runbooks = RunbookPlanner(load_runbooks(settings.planner.runbook_paths))
     llm = build_llm(
         settings.llm,
-        metrics=sources[0] if sources else None,
+        metrics=prom,
         inventory=lambda: live_inventory(settings.inventory, readers),
     )
     planner: Any = FallbackPlanner(llm, runbooks) if llm is not None else runbooks

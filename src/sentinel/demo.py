@@ -263,12 +263,17 @@ def _settings(
     sc: dict[str, Any], work: Path, prom_url: str, sb_url: str, redis_url: str | None
 ) -> Settings:
     state = work / "sandbox"
+    topo = httpx.get(f"{sb_url}/sandbox/state", timeout=10).json().get("edges") or []
+    callgraph = [
+        [str(e[0]), str(e[1])] for e in topo if isinstance(e, list | tuple) and len(e) >= 2
+    ]
     inventory: dict[str, Any] = {}
     executors: dict[str, Any] = {
         "kubernetes": {
-            "host": sb_url,
+            "api_server": sb_url,
             "token_file": str(state / "sentinel.token"),
             "verify_ssl": False,
+            "default_namespace": str(sc.get("namespace", "default")),
         }
     }
     cache = sc.get("cache")
@@ -307,15 +312,16 @@ def _settings(
     )
 
 
-def _service_queries() -> dict[str, str]:
+def _fleet_queries() -> dict[str, str]:
+    """One series per service for each key metric: what the causal analysis compares."""
     return {
-        "request_rate": 'sum(rate(http_requests_total{service="$service"}[1m]))',
-        "error_ratio": 'sum(rate(http_requests_total{service="$service",code=~"5.."}[1m]))'
-        ' / sum(rate(http_requests_total{service="$service"}[1m]))',
-        "latency_p99": 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service"}[1m])))',
-        "cpu": 'sum(rate(container_cpu_usage_seconds_total{service="$service"}[1m]))',
-        "memory": 'sum(container_memory_working_set_bytes{service="$service"})',
-        "restarts": 'sum(kube_pod_container_status_restarts_total{service="$service"})',
+        "error": 'sum by (service) (rate(http_requests_total{code=~"5.."}[1m]))'
+        " / sum by (service) (rate(http_requests_total[1m]))",
+        "latency": "histogram_quantile(0.99, sum by (service, le)"
+        " (rate(http_request_duration_seconds_bucket[1m])))",
+        "cpu": "sum by (service) (rate(container_cpu_usage_seconds_total[1m]))",
+        "mem": "sum by (service) (container_memory_working_set_bytes)",
+        "restarts": "sum by (service) (kube_pod_container_status_restarts_total)",
     }
 
 

@@ -595,6 +595,7 @@ class Sandbox:
                 "ticks": self.sim.ticks,
                 "tick_seconds": self.tick_seconds,
                 "services": services,
+                "edges": [[e.caller, e.callee] for e in self.scenario.topology.edges],
                 "faults": copy.deepcopy(self.faults),
                 "pending_faults": [
                     {"kind": f.kind, "target": f.target, "start": f.start} for f in self.pending
