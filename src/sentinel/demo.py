@@ -295,18 +295,19 @@ def _settings(
             "url": prom_url,
             "step_seconds": SCRAPE_SECONDS,
             "lookback_seconds": 300,
-            "service_queries": _service_queries(),
+            "service_queries": {},
+            "fleet_queries": _fleet_queries(),
         },
         executors=executors,
         inventory=inventory,
         context={
-            "kubernetes": executors["kubernetes"],
             "loki": {"url": sb_url},
             "changes": {
                 "deployments_url": f"{sb_url}/sandbox/deployments",
-                "git_repo": str(state / "repo"),
+                "git_repo_path": str(state / "repo"),
             },
         },
+        callgraph=callgraph,
         verify={"interval_seconds": SCRAPE_SECONDS, "stable_seconds": 15, "deadline_seconds": 150},
         worker={"executor_id": f"demo-{os.getpid()}"},
     )
