@@ -395,8 +395,10 @@ def _follow(
     }.get(str(exp.get("outcome")), "CLOSED")
     action_ok = plan.get("proposed_action") == exp.get("remediation", {}).get("action")
     approval_ok = bool(exp.get("needs_approval")) == approved
-    root_ok = root is None or root == exp.get("root_cause_service")
-    as_expected = inc.get("status") == want and action_ok and approval_ok and root_ok
+    root_ok = root == exp.get("root_cause_service")
+    # The scenario's expected end state: final status, the remediation, the approval. The
+    # root cause is reported beside it (root_cause_ok), measured, not required.
+    as_expected = inc.get("status") == want and action_ok and approval_ok
     say("")
     say(
         f"final status {inc.get('status')} (expected {want}); action {plan.get('proposed_action')}"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from sentinel.api import errors, routes_alerts, routes_approvals, routes_read
+from sentinel.api import dashboard, errors, routes_alerts, routes_approvals, routes_read
 from sentinel.api.ingest_writer import IngestWriter
 from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, REGISTRY
 from sentinel.api.state import AppState, StateDep
@@ -83,4 +83,5 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
             INCIDENTS.labels(status.value).set(counts.get(status.value, 0))
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
+    dashboard.mount_dashboard(app, dashboard.DIST)  # last: its catch-all GET route must match last
     return app

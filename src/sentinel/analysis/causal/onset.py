@@ -22,9 +22,20 @@ def robust_center_scale(x: Array, axis: int = 0) -> tuple[Array, Array]:
     return med, np.maximum(scale, floor)
 
 
+PEAK_FLOOR = 0.01
+
+
 def robust_z(values: Array, base: slice) -> Array:
-    """Each column standardized by its baseline median and robust sigma."""
+    """Each column standardized by its baseline median and robust sigma.
+
+    The sigma is floored at 1 % of the column's largest deviation from the baseline median
+    over the whole window: a metric that was flat (an error rate of exactly 0) would
+    otherwise get a near-zero sigma and an absurd z-score that outranks the real cause.
+    """
     med, scale = robust_center_scale(values[base])
+    if values.size:
+        peak = np.max(np.abs(values - med), axis=0)
+        scale = np.maximum(scale, PEAK_FLOOR * peak)
     return np.asarray((values - med) / scale, dtype=np.float64)
 
 
