@@ -38,8 +38,9 @@ fmt: deps ## Format and auto-fix
 test: deps sysdeps services lint ## Everything: set-up, lint, then pytest against the real services
 	$(UV) run pytest -q
 
-demo: deps ## Run Sentinel on the embedded default (SQLite, in-process worker) and watch an incident
-	$(UV) run sentinel demo
+SCENARIO ?= cpu-hog
+demo: deps sysdeps services ## Run a sandbox scenario end to end on the embedded default (SCENARIO=cpu-hog)
+	$(UV) run sentinel demo --scenario $(SCENARIO)
 
 bench-ingest: deps services ## Alertmanager endpoint throughput/latency vs a bare Starlette endpoint
 	$(UV) run python bench/ingest/run.py
