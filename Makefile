@@ -1,10 +1,10 @@
 # Sentinel — `make demo` and `make test` do all set-up on a fresh machine.
 SHELL := /bin/bash
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
-APT_PACKAGES := prometheus prometheus-alertmanager openssh-server
+APT_PACKAGES := prometheus prometheus-alertmanager openssh-server chromium
 PG_VERSION = $(shell ls /etc/postgresql 2>/dev/null | head -1)
 
-.PHONY: help deps sysdeps services demo test lint fmt bench-ingest clean
+.PHONY: help deps sysdeps services dashboard demo test lint fmt bench-ingest clean
 
 help: ## Show the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  %-14s %s\n", $$1, $$2}'
@@ -13,7 +13,7 @@ deps: ## Install uv (if missing) and the locked Python dependencies
 	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --user --quiet uv
 	@$(UV) sync --frozen --quiet
 
-sysdeps: ## Install the Debian packages the tests use (prometheus, alertmanager, sshd), when missing
+sysdeps: ## Install the Debian packages the tests use (prometheus, alertmanager, sshd, chromium), when missing
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
@@ -35,11 +35,15 @@ fmt: deps ## Format and auto-fix
 	$(UV) run ruff format src tests bench
 	$(UV) run ruff check --fix src tests bench
 
-test: deps sysdeps services lint ## Everything: set-up, lint, then pytest against the real services
+dashboard: ## Install, type-check, build and unit-test the dashboard (prints the bundle size)
+	cd dashboard && (npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error)
+	cd dashboard && npm run build && npm test
+
+test: deps sysdeps services lint dashboard ## Everything: set-up, lint, dashboard, then pytest against the real services
 	$(UV) run pytest -q
 
 SCENARIO ?= cpu-hog
-demo: deps sysdeps services ## Run a sandbox scenario end to end on the embedded default (SCENARIO=cpu-hog)
+demo: deps sysdeps services dashboard ## Run a sandbox scenario end to end on the embedded default (SCENARIO=cpu-hog)
 	$(UV) run sentinel demo --scenario $(SCENARIO)
 
 bench-ingest: deps services ## Alertmanager endpoint throughput/latency vs a bare Starlette endpoint
