@@ -343,6 +343,7 @@ def _follow(
     iid = None
     seen = 0
     approved = False
+    stamps: dict[str, str] = {}
     deadline = time.monotonic() + 420
     with httpx.Client(base_url=base, timeout=10) as c:
         while time.monotonic() < deadline:
@@ -360,6 +361,7 @@ def _follow(
                 say(f"+{rel:>5}s  {e['action_type']:<17} {_describe(e)}")
                 if e["action_type"] == "POLICY_EVAL" and timings["to_decision"] is None:
                     timings["to_decision"] = rel
+                stamps.setdefault(str(e["summary"]), e["timestamp"])
                 seen += 1
             inc = c.get(f"/api/v1/incidents/{iid}", headers=h).json()
             if inc["status"] == "AWAITING_APPROVAL" and not approved:
@@ -438,3 +440,26 @@ def _describe(e: dict[str, Any]) -> str:
     if step in ("EscalateToHuman", "IncidentClosed"):
         return f"{step}: {out.get('reason', '')}"
     return str(step)
+
+
+def _own_seconds(stamps: dict[str, str]) -> float | None:
+    """Sentinel's own working time: triage (opened → decision) plus execution (recheck → recorded).
+
+    Waiting for Prometheus to fire, for a human, and the verification's durable sleeps are
+    not Sentinel's work and are left out.
+    """
+    from datetime import datetime
+
+    def t(k: str) -> float | None:
+        v = stamps.get(k)
+        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() if v else None
+
+    total = 0.0
+    for a, b in (
+        ("INCIDENT_OPENED", "RiskEvaluation"),
+        ("RiskEvaluation.recheck", "ExecutionRecorded"),
+    ):
+        ta, tb = t(a), t(b)
+        if ta is not None and tb is not None:
+            total += max(0.0, tb - ta)
+    return round(total, 3) if stamps else None
