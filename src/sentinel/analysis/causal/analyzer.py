@@ -122,7 +122,7 @@ class CausalAnalyzer:
 
 def _empty(reason: str, points: int = 0) -> dict[str, Any]:
     return {
-        "hypothesis": f"{NO_CAUSE}: {reason}",
+        "hypothesis": reason if reason.startswith(NO_CAUSE) else f"{NO_CAUSE}: {reason}",
         "ranking": [],
         "chain": [],
         "confidence": 0.0,
