@@ -413,6 +413,8 @@ def _follow(
         "as_expected": as_expected,
         "final_status": inc.get("status"),
         "root_cause": root,
+        "root_cause_expected": exp.get("root_cause_service"),
+        "root_cause_ok": root_ok,
         "action": plan.get("proposed_action"),
         "decision": decision,
         "timings_s": timings,
