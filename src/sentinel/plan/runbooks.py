@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from sentinel.policy.actions import ProposedAction, parse_proposal
-from sentinel.policy.facts import Inventory
+from sentinel.policy.facts import DeploymentFact, Inventory
 
 
 class _Strict(BaseModel):
@@ -100,6 +100,26 @@ def _ref(value: Any, labels: dict[str, str], service: str) -> Any:
     return value
 
 
+def _deployment(
+    args: dict[str, Any], labels: dict[str, str], service: str, inv: Inventory
+) -> DeploymentFact:
+    ns = _ref(args["namespace"], labels, service)
+    name = _ref(args["deployment"], labels, service)
+    dep = inv.deployment(ns, name)
+    if dep is None:
+        raise NotApplicable(f"deployment {ns}/{name} is not in the inventory")
+    return dep
+
+
+def _scaled(dep: DeploymentFact, target: int, cap: int) -> int:
+    target = min(target, cap)
+    if target <= dep.replicas:
+        raise NotApplicable(
+            f"deployment {dep.namespace}/{dep.name} is already at the runbook's maximum"
+        )
+    return target
+
+
 def _resolve(value: Any, labels: dict[str, str], service: str, inv: Inventory) -> Any:
     if not isinstance(value, dict):
         return _ref(value, labels, service)
@@ -107,43 +127,20 @@ def _resolve(value: Any, labels: dict[str, str], service: str, inv: Inventory) -
         raise NotApplicable(f"a resolver is a one-key mapping, got {sorted(value)}")
     ((kind, args),) = value.items()
     if kind == "previous_revision":
-        ns, name = (
-            _ref(args["namespace"], labels, service),
-            _ref(args["deployment"], labels, service),
-        )
-        dep = inv.deployment(ns, name)
-        if dep is None:
-            raise NotApplicable(f"deployment {ns}/{name} is not in the inventory")
+        dep = _deployment(args, labels, service, inv)
         older = sorted(r for r in dep.revisions if r < dep.current_revision)
         if not older:
             raise NotApplicable(
-                f"deployment {ns}/{name} has no revision before {dep.current_revision}"
+                f"deployment {dep.namespace}/{dep.name} has no revision before {dep.current_revision}"
             )
         return older[-1]
     if kind == "replicas_plus":
-        ns, name = (
-            _ref(args["namespace"], labels, service),
-            _ref(args["deployment"], labels, service),
-        )
-        dep = inv.deployment(ns, name)
-        if dep is None:
-            raise NotApplicable(f"deployment {ns}/{name} is not in the inventory")
-        target = min(dep.replicas + int(args.get("by", 1)), int(args.get("max", 10)))
-        if target <= dep.replicas:
-            raise NotApplicable(f"deployment {ns}/{name} is already at the runbook's maximum")
-        return target
+        dep = _deployment(args, labels, service, inv)
+        return _scaled(dep, dep.replicas + int(args.get("by", 1)), int(args.get("max", 10)))
     if kind == "replicas_times":
-        ns, name = (
-            _ref(args["namespace"], labels, service),
-            _ref(args["deployment"], labels, service),
-        )
-        dep = inv.deployment(ns, name)
-        if dep is None:
-            raise NotApplicable(f"deployment {ns}/{name} is not in the inventory")
-        target = min(max(dep.replicas, 1) * int(args.get("factor", 2)), int(args.get("max", 10)))
-        if target <= dep.replicas:
-            raise NotApplicable(f"deployment {ns}/{name} is already at the runbook's maximum")
-        return target
+        dep = _deployment(args, labels, service, inv)
+        factor = int(args.get("factor", 2))
+        return _scaled(dep, max(dep.replicas, 1) * factor, int(args.get("max", 10)))
     if kind == "key_pattern_of":
         cname = _ref(args, labels, service)
         cluster = inv.redis_cluster(cname)
