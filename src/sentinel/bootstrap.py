@@ -8,25 +8,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from sentinel.analysis.causal import CausalAnalyzer
-from sentinel.analysis.llm import FallbackPlanner, build_llm
-from sentinel.context.changes import ChangesSettings, DeploymentsContext, GitContext
-from sentinel.context.kubernetes import KubernetesContext
-from sentinel.context.loki import LokiContext, LokiSettings
 from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine
-from sentinel.executors.aws import AwsExecutor, AwsSettings
 from sentinel.executors.dry_run import DryRunExecutor
-from sentinel.executors.kubernetes import KubernetesExecutor, KubernetesSettings
 from sentinel.executors.redis import RedisExecutor
 from sentinel.executors.router import ExecutorRouter
-from sentinel.executors.ssh import SshExecutor, SshSettings
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
 from sentinel.flows.facts import live_inventory
@@ -43,6 +33,9 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 def upgrade_database(settings: Settings, engine: Engine | None = None) -> None:
     """Apply Alembic migrations and the workflow engine's schema (safe to run concurrently)."""
+    from alembic import command
+    from alembic.config import Config
+
     eng = engine or make_engine(settings.database_url)
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -64,7 +57,13 @@ def upgrade_database(settings: Settings, engine: Engine | None = None) -> None:
 
 
 def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
-    """Real adapters for whatever the configuration switches on; nothing fake."""
+    """Real adapters for whatever the configuration switches on; nothing fake.
+
+    Adapters' libraries (kubernetes, boto3, asyncssh, pydantic-ai, pandas) are imported only
+    when configured: a CLI call or a worker that does not use them starts in a fraction of the time.
+    """
+    from sentinel.analysis.causal import CausalAnalyzer
+
     sources: list[ContextPort] = []
     verifier = None
     prom = None
@@ -85,10 +84,14 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         executors.append(redis_ex)
         readers.append(lambda: redis_facts(redis_ex.inventory()))
     if ex.ssh:
+        from sentinel.executors.ssh import SshExecutor, SshSettings
+
         ssh_ex = SshExecutor(SshSettings.model_validate(ex.ssh))
         executors.append(ssh_ex)
         readers.append(ssh_ex.inventory)
     if ex.aws:
+        from sentinel.executors.aws import AwsExecutor, AwsSettings
+
         aws_ex = AwsExecutor(
             AwsSettings.model_validate(ex.aws),
             intent_started_at=lambda key: intent_started_at(engine, key),
@@ -102,6 +105,9 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
             }
         )
     if ex.kubernetes:
+        from sentinel.context.kubernetes import KubernetesContext
+        from sentinel.executors.kubernetes import KubernetesExecutor, KubernetesSettings
+
         ks = KubernetesSettings.model_validate(ex.kubernetes)
         kx = KubernetesExecutor(ks)
         executors.append(kx)
@@ -118,8 +124,12 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         )
     ctx = settings.context
     if ctx.loki:
+        from sentinel.context.loki import LokiContext, LokiSettings
+
         sources.append(LokiContext(LokiSettings.model_validate(ctx.loki)))
     if ctx.changes:
+        from sentinel.context.changes import ChangesSettings, DeploymentsContext, GitContext
+
         ch = ChangesSettings.model_validate(ctx.changes)
         if ch.deployments_url:
             sources.append(DeploymentsContext(ch))
@@ -127,12 +137,17 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
             sources.append(GitContext(ch))
     executor = ExecutorRouter(executors, fallback=DryRunExecutor())
     runbooks = RunbookPlanner(load_runbooks(settings.planner.runbook_paths))
-    llm = build_llm(
-        settings.llm,
-        metrics=prom,
-        inventory=lambda: live_inventory(settings.inventory, readers),
-    )
-    planner: Any = FallbackPlanner(llm, runbooks) if llm is not None else runbooks
+    llm: Any = None
+    planner: Any = runbooks
+    if settings.llm.enabled:
+        from sentinel.analysis.llm import FallbackPlanner, build_llm
+
+        llm = build_llm(
+            settings.llm,
+            metrics=prom,
+            inventory=lambda: live_inventory(settings.inventory, readers),
+        )
+        planner = FallbackPlanner(llm, runbooks) if llm is not None else runbooks
     return flow_deps.Deps(
         settings=settings,
         engine=engine,
