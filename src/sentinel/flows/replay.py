@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from sentinel.audit.models import ActionType, AuditRecord
+from sentinel.flows.incident import _incident_doc
 from sentinel.incident import service as incident_service
 from sentinel.plan.runbooks import RunbookPlanner
 from sentinel.policy.actions import ProposedAction
@@ -94,13 +95,3 @@ def replay_incident(
             out.append(Replayed(rec.seq, "RemediationPlanning (runbook)", not pd, pd))
     return out
 
-
-def _incident_doc(s: Session, incident_id: str) -> dict[str, Any]:
-    inc = incident_service.get(session=s, incident_id=incident_id)
-    return {
-        "incident_id": inc.incident_id,
-        "service": inc.service,
-        "title": inc.title,
-        "status": inc.status,
-        "source_alert": inc.source_alert,
-    }
