@@ -252,7 +252,8 @@ def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
     _wait(f"{prom_url.replace(str(prom_port), str(am_port))}/-/ready", 60, am)
     _wait(f"{sentinel_url}/readyz", 60)
     say(
-        f"Sentinel at {sentinel_url}  (API: /api/v1/incidents; admin token in {work / 'admin.token'})"
+        f"Sentinel at {sentinel_url}: dashboard {sentinel_url}/ (sign in with the token in"
+        f" {work / 'admin.token'}), API {sentinel_url}/api/v1/incidents"
     )
     (work / "admin.token").write_text(viewer)
     fault_at = t0 + float(sc["fault"].get("start", 0))
