@@ -11,44 +11,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import socket
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from sentinel.demo import run_in_subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run_one(name: str) -> dict[str, object]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sentinel.cli",
-            "demo",
-            "--scenario",
-            name,
-            "--json",
-            "--port",
-            str(free_port()),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    try:
-        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        return {"scenario": name, "as_expected": False, "error": out.stderr[-500:]}
 
 
 def main() -> int:
@@ -60,7 +28,7 @@ def main() -> int:
         p.stem for p in (ROOT / "scenarios").glob("*.yaml")
     )
     with ThreadPoolExecutor(a.parallel) as pool:
-        results = list(pool.map(run_one, names))
+        results = list(pool.map(run_in_subprocess, names))
     cols = [
         "scenario",
         "as_expected",

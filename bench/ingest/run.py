@@ -35,10 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -528,23 +525,6 @@ def background_cpu(seconds: float = 1.0) -> float:
 # --------------------------------------------------------------------------------------
 
 
-@contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh database sentinel_bench_<random>, dropped afterwards."""
-    from sqlalchemy import create_engine, text
-
-    name = f"sentinel_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def pg_reachable() -> bool:
     try:
         with socket.create_connection(("127.0.0.1", 5432), timeout=1):
@@ -848,7 +828,9 @@ def main(argv: list[str] | None = None) -> int:
                     TargetResult("sentinel-postgres", [], skipped="no PostgreSQL on :5432")
                 )
             else:
-                with pg_database() as url:
+                from tests.conftest import fresh_pg_database
+
+                with fresh_pg_database() as url:
                     results.append(sentinel_target("sentinel-postgres", url, args, tmp))
     except Exception:
         failed = True

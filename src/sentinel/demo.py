@@ -466,3 +466,31 @@ def _own_seconds(stamps: dict[str, str]) -> float | None:
         if ta is not None and tb is not None:
             total += max(0.0, tb - ta)
     return round(total, 3) if stamps else None
+
+
+def run_in_subprocess(name: str, timeout: float = 900) -> dict[str, Any]:
+    """`sentinel demo --scenario NAME --json` in its own process (for tests and bench/demo)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sentinel.cli",
+            "demo",
+            "--scenario",
+            name,
+            "--json",
+            "--port",
+            str(_free_port()),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    try:
+        doc = dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        doc = {"scenario": name, "as_expected": False}
+    doc["_stderr"] = out.stderr[-2000:]
+    doc["_exit"] = out.returncode
+    return doc

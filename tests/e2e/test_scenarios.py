@@ -3,44 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port, need, port_open
+from sentinel.demo import run_in_subprocess
+from tests.conftest import ROOT, need, port_open
 from tests.integration.promstack import binaries_present
 
 SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
-
-
-def _run(name: str) -> dict[str, object]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sentinel.cli",
-            "demo",
-            "--scenario",
-            name,
-            "--json",
-            "--port",
-            str(free_port()),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    try:
-        doc = dict(json.loads(out.stdout.strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        doc = {"scenario": name, "as_expected": False}
-    doc["_stderr"] = out.stderr[-2000:]
-    doc["_exit"] = out.returncode
-    return doc
 
 
 @pytest.mark.prometheus
@@ -52,7 +24,7 @@ def test_every_public_scenario_ends_as_expected(tmp_path: Path) -> None:
     assert len(SCENARIOS) >= 6
     # All at once: each waits mostly on its fault schedule, scrapes and durable sleeps.
     with ThreadPoolExecutor(len(SCENARIOS)) as pool:
-        results = list(pool.map(_run, SCENARIOS))
+        results = list(pool.map(run_in_subprocess, SCENARIOS))
     report = {
         r["scenario"]: {
             k: r.get(k)

@@ -94,4 +94,3 @@ def replay_incident(
             }
             out.append(Replayed(rec.seq, "RemediationPlanning (runbook)", not pd, pd))
     return out
-
