@@ -11,6 +11,7 @@ import sentinel.audit.models
 import sentinel.auth.models
 import sentinel.flows.models
 import sentinel.incident.models
+import sentinel.notify.models
 import sentinel.plan.models  # noqa: F401
 from sentinel.core.db import Base, make_engine
 

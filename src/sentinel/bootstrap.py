@@ -21,7 +21,7 @@ from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
 from sentinel.flows.facts import live_inventory
 from sentinel.flows.models import Intent
-from sentinel.flows.ports import ContextPort
+from sentinel.flows.ports import Chat, ContextPort, Pager
 from sentinel.notify.webhook import WebhookNotifier
 from sentinel.plan.runbooks import RunbookPlanner, load_runbooks
 from sentinel.policy.rules import load_policy_file
@@ -76,6 +76,7 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         if settings.notify.webhook_url
         else None
     )
+    chat, pager = build_channels(settings)
     ex = settings.executors
     executors: list[Any] = []
     readers: list[Callable[[], dict[str, Any]]] = []
@@ -159,8 +160,36 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         executor=executor,
         verifier=verifier,
         notifier=notifier,
+        chat=chat,
+        pager=pager,
         inventory_readers=readers,
     )
+
+
+def build_channels(settings: Settings) -> tuple[Chat | None, Pager | None]:
+    """Slack (bot token + channel) and PagerDuty (routing key) when configured, else None."""
+    n = settings.notify
+    chat: Chat | None = None
+    if n.slack_enabled:
+        from sentinel.notify.slack import SlackNotifier
+
+        assert n.slack_bot_token is not None and n.slack_channel
+        chat = SlackNotifier(
+            n.slack_bot_token.get_secret_value(),
+            n.slack_channel,
+            base_url=n.slack_api_url,
+            timeout=n.slack_timeout_seconds,
+        )
+    pager: Pager | None = None
+    if n.pagerduty_routing_key is not None:
+        from sentinel.notify.pagerduty import PagerDutyNotifier
+
+        pager = PagerDutyNotifier(
+            n.pagerduty_routing_key.get_secret_value(),
+            n.pagerduty_events_url,
+            n.pagerduty_timeout_seconds,
+        )
+    return chat, pager
 
 
 def redis_facts(live: dict[str, dict[str, Any]]) -> dict[str, Any]:

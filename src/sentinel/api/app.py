@@ -13,7 +13,15 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from sentinel.api import dashboard, errors, routes_alerts, routes_approvals, routes_read
+from sentinel.api import (
+    dashboard,
+    errors,
+    routes_alerts,
+    routes_approvals,
+    routes_me,
+    routes_read,
+    routes_slack,
+)
 from sentinel.api.ingest_writer import IngestWriter
 from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, REGISTRY
 from sentinel.api.state import AppState, StateDep
@@ -55,6 +63,8 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
     app.include_router(routes_alerts.router)
     app.include_router(routes_read.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_slack.router)
+    app.include_router(routes_me.router)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
-from sentinel.api.state import CurrentPrincipal, Reader, StateDep
+from sentinel.api.state import AppState, CurrentPrincipal, Reader, StateDep
 from sentinel.approval import service as approval_service
 from sentinel.approval.schemas import ApprovalRead, DecisionIn
 from sentinel.audit import chain as audit
@@ -51,22 +51,14 @@ def approve(
     approval_id: str, state: StateDep, who: Approver, body: DecisionIn | None = None
 ) -> ApprovalRead:
     """Approve: recorded and the remediation workflow enqueued in one transaction."""
-    with transaction(state.engine) as s:
-        risk = approval_service.get(session=s, approval_id=approval_id).risk_level
-        req = approval_service.decide(
-            session=s,
-            approval_id=approval_id,
-            approve=True,
-            user=who.name,
-            role=who.role,
-            comment=(body.comment if body else ""),
-            allowed_roles=frozenset(state.policy().document.roles_for(RiskLevel(risk))),
-        )
-        # Deterministic id: a second start of the same remediation is a no-op.
-        state.enqueuer.enqueue_in(
-            s, REMEDIATE, remediation_workflow_id(req.incident_id), req.incident_id
-        )
-        return ApprovalRead.model_validate(req)
+    return decide_approval(
+        state,
+        approval_id=approval_id,
+        approve=True,
+        user=who.name,
+        role=who.role,
+        comment=body.comment if body else "",
+    )
 
 
 @router.post("/{approval_id}/reject", response_model=ApprovalRead)
@@ -74,14 +66,57 @@ def reject(
     approval_id: str, state: StateDep, who: Approver, body: DecisionIn | None = None
 ) -> ApprovalRead:
     """Reject: nothing runs; the incident is closed by the human (EscalateToHuman → Closed)."""
+    return decide_approval(
+        state,
+        approval_id=approval_id,
+        approve=False,
+        user=who.name,
+        role=who.role,
+        comment=body.comment if body else "",
+    )
+
+
+def decide_approval(
+    state: AppState,
+    *,
+    approval_id: str,
+    approve: bool,
+    user: str,
+    role: str,
+    comment: str,
+    via: dict[str, Any] | None = None,
+) -> ApprovalRead:
+    """One human decision, whichever way it arrives (API, dashboard, Slack): same rules, one commit.
+
+    Approving enqueues the remediation workflow under its deterministic id; rejecting closes
+    the incident. Raises Forbidden/Conflict/NotFound from the approval service.
+    """
     with transaction(state.engine) as s:
+        if approve:
+            risk = approval_service.get(session=s, approval_id=approval_id).risk_level
+            req = approval_service.decide(
+                session=s,
+                approval_id=approval_id,
+                approve=True,
+                user=user,
+                role=role,
+                comment=comment,
+                allowed_roles=frozenset(state.policy().document.roles_for(RiskLevel(risk))),
+                via=via,
+            )
+            # Deterministic id: a second start of the same remediation is a no-op.
+            state.enqueuer.enqueue_in(
+                s, REMEDIATE, remediation_workflow_id(req.incident_id), req.incident_id
+            )
+            return ApprovalRead.model_validate(req)
         req = approval_service.decide(
             session=s,
             approval_id=approval_id,
             approve=False,
-            user=who.name,
-            role=who.role,
-            comment=(body.comment if body else ""),
+            user=user,
+            role=role,
+            comment=comment,
+            via=via,
         )
         plan = plan_service.get(session=s, plan_id=req.plan_id)
         plan.human_approved = False
@@ -96,7 +131,7 @@ def reject(
             incident_id=req.incident_id,
             details={
                 "step": "IncidentClosed",
-                "reason": f"rejected by {who.name}",
+                "reason": f"rejected by {user}",
                 "comment": req.comment,
             },
         )

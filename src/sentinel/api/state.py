@@ -16,6 +16,7 @@ from sentinel.auth import service as auth_service
 from sentinel.auth.service import Principal
 from sentinel.core.config import Settings
 from sentinel.flows.runtime import Enqueuer
+from sentinel.notify.slack import SlackNotifier
 from sentinel.policy.rules import Policy, load_policy_file
 
 TOKEN_CACHE_SECONDS = 30.0
@@ -31,6 +32,20 @@ class AppState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     _policy: tuple[float, Policy] | None = None
+    _slack: SlackNotifier | None = None
+
+    def slack(self) -> SlackNotifier | None:
+        """The Slack client (chat.update after a button click) when Slack posting is configured."""
+        n = self.settings.notify
+        if self._slack is None and n.slack_enabled:
+            assert n.slack_bot_token is not None and n.slack_channel
+            self._slack = SlackNotifier(
+                n.slack_bot_token.get_secret_value(),
+                n.slack_channel,
+                base_url=n.slack_api_url,
+                timeout=n.slack_timeout_seconds,
+            )
+        return self._slack
 
     def policy(self) -> Policy:
         """The policy file, re-read when it changes (approver roles come from it)."""
@@ -39,6 +54,13 @@ class AppState:
         if self._policy is None or self._policy[0] != mtime:
             self._policy = (mtime, load_policy_file(path))
         return self._policy[1]
+
+    def cached_principal(self, authorization: str | None) -> Principal | None:
+        """The cached answer for this header, if fresh (no database, safe on the event loop)."""
+        hit = self._cache.get(authorization or "")
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
 
     def authenticate(self, authorization: str | None) -> Principal:
         """Resolve a bearer token; positive answers are cached briefly (revocation lag ≤ 30 s)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,11 +85,12 @@ def decide(
     comment: str,
     allowed_roles: frozenset[str] = APPROVER_ROLES,
     now: datetime | None = None,
+    via: dict[str, Any] | None = None,
 ) -> ApprovalRequest:
     """Record a human decision; enforce role, expiry, single use and no self-approval of CRITICAL.
 
     ``allowed_roles`` are the roles the policy lets approve this risk level (approving);
-    rejecting needs only an approver role.
+    rejecting needs only an approver role. ``via`` (e.g. the Slack user id) goes into the audit.
     """
     now = now or utcnow()
     req = get(session=session, approval_id=approval_id, lock=True)
@@ -128,6 +130,7 @@ def decide(
             "action_id": req.action_id,
             "target": req.target,
             "risk_level": req.risk_level,
+            **({"via": via} if via else {}),
         },
     )
     return req

@@ -110,10 +110,27 @@ class VerifySettings(BaseModel):
 
 
 class NotifySettings(BaseModel):
-    """Generic escalation webhook (Slack and PagerDuty arrive in their own issue)."""
+    """Telling humans: a generic escalation webhook, Slack (threads + approvals), PagerDuty."""
 
     webhook_url: str | None = None
     webhook_timeout_seconds: float = 5.0
+    # Slack: posting needs the bot token and the channel; approving from Slack needs the
+    # signing secret too. slack_users maps a Slack user id (U...) to a Sentinel user name,
+    # whose role (users table) decides what that person may approve.
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_channel: str | None = None
+    slack_users: dict[str, str] = Field(default_factory=dict)
+    slack_api_url: str = "https://slack.com/api/"
+    slack_timeout_seconds: float = Field(default=5.0, gt=0)
+    # PagerDuty Events API v2: escalations trigger, closing resolves (dedup key per incident).
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    pagerduty_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    @property
+    def slack_enabled(self) -> bool:
+        return self.slack_bot_token is not None and bool(self.slack_channel)
 
 
 class Settings(BaseSettings):

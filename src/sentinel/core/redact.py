@@ -6,7 +6,8 @@ import re
 from typing import Any
 
 _SECRET_KEY = re.compile(
-    r"(pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|credential|private[_-]?key)",
+    r"(pass(word|wd)?|secret|token|api[_-]?key|routing[_-]?key|authorization|cookie|credential"
+    r"|private[_-]?key)",
     re.IGNORECASE,
 )
 _SECRET_VALUE = re.compile(
@@ -17,11 +18,36 @@ _SECRET_VALUE = re.compile(
 REDACTED = "[REDACTED]"
 
 
+# Counters named after tokens, not secrets: LLM usage and budgets must survive the audit log.
+_TOKEN_COUNTS = frozenset(
+    {
+        "input_tokens",
+        "output_tokens",
+        "total_tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "max_output_tokens",
+        "token_limit",
+        "token_budget_per_incident",
+    }
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """True for a mapping key whose value is masked whatever it is (password, token, ...)."""
+    return key.lower() not in _TOKEN_COUNTS and _SECRET_KEY.search(key) is not None
+
+
+def mask_secrets(text: str) -> str:
+    """The string with secret-shaped substrings (bearer tokens, keys, ...) masked."""
+    return _SECRET_VALUE.sub(REDACTED, text)
+
+
 def redact(value: Any) -> Any:
     """Return a copy with secret-looking keys' values and secret-shaped strings masked."""
     if isinstance(value, dict):
         return {
-            k: (REDACTED if isinstance(k, str) and _SECRET_KEY.search(k) else redact(v))
+            k: (REDACTED if isinstance(k, str) and is_secret_key(k) else redact(v))
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):

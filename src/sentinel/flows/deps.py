@@ -11,9 +11,11 @@ from sqlalchemy import Engine
 from sentinel.core.config import Settings
 from sentinel.flows.ports import (
     Analyzer,
+    Chat,
     ContextPort,
     Executor,
     Notifier,
+    Pager,
     Planner,
     Verifier,
 )
@@ -31,6 +33,8 @@ class Deps:
     executor: Executor | None = None
     verifier: Verifier | None = None
     notifier: Notifier | None = None
+    chat: Chat | None = None  # Slack: incident threads and approval requests
+    pager: Pager | None = None  # PagerDuty: escalations page, closing resolves
     # Live inventory readers (read-only), each returning a partial policy.facts.Inventory
     # dict; their answers become the policy's facts at decision time.
     inventory_readers: list[Callable[[], dict[str, Any]]] = field(default_factory=list)

@@ -30,6 +30,7 @@ from sentinel.core.clock import utcnow
 from sentinel.core.ids import remediation_workflow_id
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
+from sentinel.flows.channels import chat_update, page
 from sentinel.flows.effects import at_most_once, db_step
 from sentinel.flows.facts import read_facts
 from sentinel.incident import service as incident_service
@@ -522,20 +523,43 @@ def verification_plan(incident_id: str) -> dict[str, Any]:
 def _escalate(incident_id: str, reason: str) -> dict[str, Any]:
     escalate_to_human(incident_id, reason)
     sent = notify(incident_id, "escalated", reason)
+    chat_update(incident_id, "escalated", {"reason": reason})
+    page(incident_id, "trigger", reason)
     return {"outcome": "ESCALATED", "reason": reason, "notification": sent["status"]}
+
+
+def _decision_detail(decision: dict[str, Any]) -> dict[str, Any]:
+    """What the chat update says about a policy decision (the approval id when one opened)."""
+    doc = decision.get("decision") or {}
+    return {
+        "outcome": decision["outcome"],
+        "action_id": doc.get("action_id"),
+        "target": doc.get("target"),
+        "risk": doc.get("risk"),
+        "rule_id": doc.get("rule_id"),
+        "reason": decision.get("reason"),
+        "approval_id": decision.get("approval_id"),
+    }
 
 
 @runtime.workflow(name=TRIAGE)
 def triage_incident(incident_id: str) -> dict[str, Any]:
     """Triage: from the alert to a decision. Waiting for a human holds no worker."""
     std = alert_received(incident_id)
+    chat_update(incident_id, "opened", {"alerts": [a["alertname"] for a in std["alerts"]]})
     results = {name: gather_source(incident_id, name, std) for name in std["context_sources"]}
     snapshot = store_context(incident_id, results)
     facts = read_policy_facts(incident_id, False)
     rca = root_cause_analysis(incident_id, compute_rca(incident_id, snapshot["snapshot_id"]))
+    chat_update(
+        incident_id,
+        "root_cause",
+        {"hypothesis": (rca.get("rca") or {}).get("hypothesis"), "reason": rca.get("reason")},
+    )
     plan = remediation_planning(incident_id, propose(incident_id, rca, facts))
     decision = risk_evaluation(incident_id, plan, facts)
     outcome = decision["outcome"]
+    chat_update(incident_id, "decision", _decision_detail(decision))
     if outcome == "EXECUTE":
         # The remediation workflow id is deterministic, so it starts once.
         runtime.enqueue_child(remediate_incident, remediation_workflow_id(incident_id), incident_id)
@@ -559,6 +583,15 @@ def remediate_incident(incident_id: str) -> dict[str, Any]:
         return _escalate(incident_id, checked.get("reason") or "policy refused at execution time")
     ran = autonomous_execution(incident_id, checked)
     recorded = execution_recorded(incident_id, checked["plan_id"], ran)
+    chat_update(
+        incident_id,
+        "executed",
+        {
+            **{k: checked["action"].get(k) for k in ("action_id", "target")},
+            "status": ran["status"],
+            "error": (ran.get("result") or {}).get("error"),
+        },
+    )
     if not recorded["ok"]:
         reason = f"execution {ran['status']}: {ran['result'].get('error') or ran['result']}"
         escalated_runbook(incident_id, reason)
@@ -588,6 +621,8 @@ def remediate_incident(incident_id: str) -> dict[str, Any]:
     if recovered:
         incident_closed(incident_id, reason)
         notify(incident_id, "resolved", reason)
+        chat_update(incident_id, "resolved", {"reason": reason})
+        page(incident_id, "resolve", reason)
         return {"outcome": "CLOSED", "reason": reason}
     escalated_runbook(incident_id, reason)
     return _escalate(incident_id, f"remediation did not recover the metric: {reason}")

@@ -53,3 +53,29 @@ class Notifier(Protocol):
     def send(self, event: dict[str, Any], idempotency_key: str) -> dict[str, Any]: ...
 
     def reconcile(self, idempotency_key: str) -> bool | None: ...
+
+
+class Chat(Protocol):
+    """Posts incident updates to one chat channel; with ``thread_ts`` the post replies in that thread."""
+
+    name: str
+    channel: str
+
+    def post(self, message: dict[str, Any], thread_ts: str | None = None) -> dict[str, Any]: ...
+
+    def reconcile(self, idempotency_key: str) -> bool | None: ...
+
+
+class Pager(Protocol):
+    """Pages a human (trigger) and clears the page (resolve) under one dedup key per incident."""
+
+    name: str
+
+    def send(
+        self,
+        action: str,
+        key: str,
+        summary: str,
+        source: str = "sentinel",
+        details: dict[str, Any] | None = None,
+    ) -> dict[str, Any]: ...
