@@ -1,5 +1,5 @@
-import { useState } from "react";
-import { getRole, getToken, setRole, setToken, type RoleInfo } from "./api";
+import { useEffect, useState } from "react";
+import { getRole, getToken, setRole, setToken, whoAmI, type RoleInfo } from "./api";
 import { Approvals } from "./pages/Approvals";
 import { Audit } from "./pages/Audit";
 import { IncidentList } from "./pages/IncidentList";
@@ -11,6 +11,22 @@ export function App() {
   const path = usePath();
   const [token, setTok] = useState<string | null>(getToken());
   const [role, setRoleState] = useState<RoleInfo>(getRole());
+
+  // A session from before GET /me existed knows the role but not the user: ask once.
+  useEffect(() => {
+    if (!token || role.user) return;
+    let live = true;
+    whoAmI(token)
+      .then((r) => {
+        if (!live) return;
+        setRole(r);
+        setRoleState(r);
+      })
+      .catch(() => undefined);
+    return () => {
+      live = false;
+    };
+  }, [token, role.user]);
 
   const learnForbidden = () => {
     // A 403 on a decision: this token may not decide approvals (of this risk, at least).
@@ -59,6 +75,7 @@ export function App() {
           <Link to="/approvals">Approvals</Link>
         </nav>
         <span className="who" data-testid="role">
+          {role.user ? `${role.user} · ` : ""}
           {role.label ? `role: ${role.label}` : "role: unknown"}
         </span>
         <button

@@ -21,6 +21,41 @@ export interface RoleInfo {
   label: string | null;
   /** Whether the token may decide approvals: null while unknown. */
   canApprove: boolean | null;
+  /** The signed-in user's name (from GET /me): a requester may not approve its own CRITICAL action. */
+  user?: string | null;
+  /** The user's role (from GET /me). */
+  role?: string | null;
+  /** Roles the policy lets approve each risk level (from GET /me). */
+  approverRoles?: Record<string, string[]> | null;
+}
+
+/** GET /me as the API answers it. */
+export interface Me {
+  user: string;
+  role: string;
+  scopes: string[];
+  can_approve: boolean;
+  approver_roles: Record<string, string[]>;
+}
+
+export function roleFromMe(me: Me): RoleInfo {
+  return {
+    label: me.role,
+    canApprove: me.can_approve,
+    user: me.user,
+    role: me.role,
+    approverRoles: me.approver_roles,
+  };
+}
+
+/** Who the token belongs to (GET /me); falls back to probing when the server has no /me. */
+export async function whoAmI(token: string): Promise<RoleInfo> {
+  try {
+    return roleFromMe(await api<Me>("/me", { token }));
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) throw e;
+    return probeRole(token);
+  }
 }
 
 export function getRole(): RoleInfo {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
-import { ApprovalPanel, disabledReason } from "./ApprovalPanel";
-import type { Approval, RoleInfo } from "../api";
+import { ApprovalPanel, approveBlockedReason, disabledReason } from "./ApprovalPanel";
+import { roleFromMe, whoAmI, type Approval, type RoleInfo } from "../api";
 
 afterEach(() => {
   cleanup();
@@ -95,5 +95,75 @@ describe("ApprovalPanel", () => {
     await waitFor(() => expect(screen.getByRole("status").textContent).toContain("approved by alice"));
     expect(onDecided).toHaveBeenCalledOnce();
     for (const b of buttons()) expect((b as HTMLButtonElement).disabled).toBe(true);
+  });
+});
+
+// The current user as GET /me reports it (name, role, and the policy's approver roles per risk).
+const POLICY_ROLES = { SAFE: ["admin", "approver"], WARNING: ["admin", "approver"], CRITICAL: ["admin"] };
+const me = (user: string, role: string): RoleInfo =>
+  roleFromMe({
+    user,
+    role,
+    scopes: role === "viewer" ? ["read"] : ["approve", "read", "respond"],
+    can_approve: role !== "viewer",
+    approver_roles: POLICY_ROLES,
+  });
+
+describe("ApprovalPanel disabled states, knowing the current user", () => {
+  it("is disabled, with the reason, for a user without the role", () => {
+    render(<ApprovalPanel approval={approval()} role={me("bob", "viewer")} now={NOW} />);
+    for (const b of buttons()) expect((b as HTMLButtonElement).disabled).toBe(true);
+    expect(screen.getByTestId("disabled-reason").textContent).toBe("Your role (viewer) may not decide approvals.");
+  });
+
+  it("does not let an approver approve what the policy reserves for admins (reject stays open)", () => {
+    render(<ApprovalPanel approval={approval()} role={me("alice", "approver")} now={NOW} />);
+    const [approve, reject] = buttons() as HTMLButtonElement[];
+    expect(approve.disabled).toBe(true);
+    expect(reject.disabled).toBe(false);
+    expect(screen.getByTestId("approve-blocked-reason").textContent).toContain(
+      "The policy lets only admin approve CRITICAL actions; your role is approver.",
+    );
+  });
+
+  it("does not let the requester approve its own CRITICAL action", () => {
+    const mine = approval({ requested_by: "root" });
+    render(<ApprovalPanel approval={mine} role={me("root", "admin")} now={NOW} />);
+    const [approve, reject] = buttons() as HTMLButtonElement[];
+    expect(approve.disabled).toBe(true);
+    expect(reject.disabled).toBe(false);
+    expect(screen.getByTestId("approve-blocked-reason").textContent).toBe(
+      "You requested this CRITICAL action, so another approver must approve it.",
+    );
+    expect(approve.title).toContain("another approver");
+  });
+
+  it("lets the requester approve a non-CRITICAL action, and another admin approve the CRITICAL one", () => {
+    expect(approveBlockedReason(approval({ requested_by: "root", risk_level: "WARNING" }), me("root", "admin"))).toBeNull();
+    expect(approveBlockedReason(approval({ requested_by: "root" }), me("carol", "admin"))).toBeNull();
+  });
+
+  it("is disabled after expiry, whoever the user is", () => {
+    render(
+      <ApprovalPanel approval={approval({ expires_at: "2026-11-25T05:59:59Z" })} role={me("carol", "admin")} now={NOW} />,
+    );
+    for (const b of buttons()) expect((b as HTMLButtonElement).disabled).toBe(true);
+    expect(screen.getByTestId("disabled-reason").textContent).toMatch(/^Expired at /);
+    expect(screen.queryByTestId("approve-blocked-reason")).toBeNull();
+  });
+
+  it("learns the user from GET /me", async () => {
+    const f = stubFetch(200, {
+      user: "root",
+      role: "admin",
+      scopes: ["admin", "approve", "ingest", "read", "respond"],
+      can_approve: true,
+      approver_roles: POLICY_ROLES,
+    });
+    const r = await whoAmI("snt_test");
+    expect(r).toEqual({ label: "admin", canApprove: true, user: "root", role: "admin", approverRoles: POLICY_ROLES });
+    const [url, init] = f.mock.calls[0] as unknown as [string, RequestInit];
+    expect(url).toBe("/api/v1/me");
+    expect((init.headers as Record<string, string>).Authorization).toBe("Bearer snt_test");
   });
 });

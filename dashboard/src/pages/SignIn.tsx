@@ -1,5 +1,5 @@
 import { useState, type FormEvent } from "react";
-import { api, ApiError, probeRole, setRole, setToken, type RoleInfo } from "../api";
+import { api, ApiError, setRole, setToken, whoAmI, type RoleInfo } from "../api";
 
 export function SignIn(props: { onSignedIn: (role: RoleInfo) => void }) {
   const [token, setTok] = useState("");
@@ -13,7 +13,7 @@ export function SignIn(props: { onSignedIn: (role: RoleInfo) => void }) {
     setError(null);
     try {
       await api("/incidents?limit=1", { token: t });
-      const role = await probeRole(t);
+      const role = await whoAmI(t);
       setToken(t);
       setRole(role);
       props.onSignedIn(role);
