@@ -357,3 +357,52 @@ def test_a_closed_incident_resolves_its_page(
             assert page["status"] == "SUCCEEDED"
     finally:
         prom.close()
+
+
+def test_interactions_endpoint_edges(sqlite_url: str, tmp_path: Path) -> None:
+    """Off without a signing secret; malformed, foreign and unknown-approval payloads."""
+    from fastapi.testclient import TestClient
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from sentinel.api.app import create_app
+    from sentinel.audit.models import AuditRecord
+    from sentinel.bootstrap import upgrade_database
+    from sentinel.core.config import Settings
+    from sentinel.core.db import make_engine
+
+    audit_cfg = {"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"}
+    off = Settings(database_url=sqlite_url, audit=audit_cfg)
+    upgrade_database(off)
+    url = "/api/v1/slack/interactions"
+    body = interaction_body("no-such-approval", "U0ALICE")
+    with TestClient(create_app(off)) as client:
+        r = client.post(url, content=body, headers=signed(body, SIGNING_SECRET))
+        assert r.status_code == 404 and "not configured" in r.text, r.text
+
+    on = Settings(
+        database_url=sqlite_url,
+        audit=audit_cfg,
+        notify={"slack_signing_secret": SIGNING_SECRET, "slack_users": SLACK_USERS},
+    )
+    assert SIGNING_SECRET not in repr(on) and SIGNING_SECRET not in str(on.model_dump())
+    with TestClient(create_app(on)) as client:
+        r = client.post(url, content=body, headers={"Content-Type": "text/plain"})
+        assert r.status_code == 401, r.text
+        junk = b"payload=%7Bnot-json"
+        r = client.post(url, content=junk, headers=signed(junk, SIGNING_SECRET))
+        assert r.status_code == 400, r.text
+        other = b"payload=" + json.dumps({"type": "view_submission"}).encode()
+        r = client.post(url, content=other, headers=signed(other, SIGNING_SECRET))
+        assert r.status_code == 200 and r.json() == {"ok": True, "ignored": "view_submission"}
+        # Signed, but alice does not exist in this database: refused, and the refusal audited.
+        r = client.post(url, content=body, headers=signed(body, SIGNING_SECRET))
+        assert r.status_code == 403, r.text
+    engine = make_engine(sqlite_url)
+    with Session(engine) as s:
+        recs = [json.loads(r.body)["details"] for r in s.scalars(select(AuditRecord))]
+    engine.dispose()
+    refusals = [d for d in recs if d.get("decision") == "REFUSED"]
+    assert [(d["approval_id"], d["via"]["slack_user_id"]) for d in refusals] == [
+        ("no-such-approval", "U0ALICE")
+    ]
