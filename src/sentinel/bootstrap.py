@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -107,10 +108,12 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         )
     if ex.kubernetes:
         from sentinel.context.kubernetes import KubernetesContext
-        from sentinel.executors.kubernetes import KubernetesExecutor, KubernetesSettings
+        from sentinel.executors.kubernetes import KubernetesExecutor, KubernetesSettings, warm_up
 
         ks = KubernetesSettings.model_validate(ex.kubernetes)
         kx = KubernetesExecutor(ks)
+        # Off the first incident's critical path: the client's lazy imports take seconds.
+        threading.Thread(target=warm_up, name="k8s-warm-up", daemon=True).start()
         executors.append(kx)
         readers.append(
             lambda: {k: v for k, v in kx.inventory().items() if k in ("pods", "deployments")}

@@ -194,6 +194,14 @@ def demo(
     scenario: Annotated[str, typer.Option(help="scenario name (scenarios/NAME.yaml)")] = "cpu-hog",
     port: int = 8080,
     no_approve: Annotated[bool, typer.Option("--no-approve", help="never approve")] = False,
+    alerts: Annotated[
+        str,
+        typer.Option(
+            help="auto | prometheus | sandbox: who evaluates the alert rule and posts the"
+            " Alertmanager webhook (auto: real Prometheus + Alertmanager when installed;"
+            " env SENTINEL_DEMO_ALERTS)"
+        ),
+    ] = "",
     as_json: JsonOpt = False,
 ) -> None:
     """Run a sandbox scenario end to end on the embedded default and check its outcome."""
@@ -201,7 +209,9 @@ def demo(
 
     logging.basicConfig(level="WARNING")
     try:
-        result = demo_mod.run(scenario, port, as_json, approve=not no_approve)
+        result = demo_mod.run(
+            scenario, port, as_json, approve=not no_approve, alerts=alerts or None
+        )
     except (ValueError, RuntimeError, TimeoutError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
@@ -294,7 +304,8 @@ def replay(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-run every recorded decision of an incident; exit 0 only when all are identical."""
+    """Re-run every recorded decision (model ones from their recorded output, calling no model);
+    exit 0 only when all are identical."""
     from sentinel.core.db import make_engine
     from sentinel.core.errors import SentinelError
     from sentinel.flows.replay import replay_incident
@@ -309,6 +320,7 @@ def replay(
             incident_id,
             load_policy_file(policy_file or s.policy.file),
             RunbookPlanner(load_runbooks(s.planner.runbook_paths)),
+            s.llm,
         )
     except SentinelError as exc:
         typer.echo(f"error: {exc.message}", err=True)

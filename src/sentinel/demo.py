@@ -2,9 +2,30 @@
 
 It starts the sandbox cluster (a subprocess: Sentinel never imports it), a real Prometheus
 scraping it with the scenario's alert rule, a real Alertmanager posting to Sentinel, and
-Sentinel itself (SQLite, in-process worker). The fault fires on the scenario's schedule;
-the demo prints the incident's path through the graph as it happens, approves through the
-API when the scenario says a human would, and checks the outcome against the scenario.
+Sentinel itself (SQLite, in-process worker). Where Prometheus or Alertmanager is not
+installed (or ``SENTINEL_DEMO_ALERTS=sandbox`` / ``--alerts sandbox``), the sandbox plays
+both: it keeps its own scrapes, evaluates the scenario's rule with Prometheus' semantics,
+posts the Alertmanager v4 webhook (firing and resolved) and serves a Prometheus-compatible
+``/prometheus/api/v1/query`` and ``query_range`` that Sentinel's context and verification
+read. The fault fires on the scenario's schedule; the demo prints the incident's path
+through the graph as it happens, approves through the API when the scenario says a human
+would, and checks the outcome against the scenario.
+
+Timings (``timings_s``) are measured from the fault's injection (the sandbox's record) to
+Sentinel's audit timestamps: ``to_alert`` (Sentinel accepted the webhook), ``to_decision``
+(the policy decision), ``to_executed`` (the action's result recorded), ``to_verified``
+(verification's verdict) and ``to_end`` (closed or escalated). ``sentinel_s`` is
+Sentinel's own share of that, defined as
+
+    (decision - webhook accepted)                         triage
+  + (execution recorded - release)                        execution; release = the decision,
+                                                          or the approval when one was needed
+  + (verdict - execution recorded - checks x interval)    verification's own processing
+  + (end - verdict)                                       closing / escalating
+
+i.e. everything except waiting on the alerting pipeline (scrapes, rule windows, ``for``,
+Alertmanager's grouping), on a human's approval, and the verification's sleeps between
+checks (waiting for the next scrape while the metric recovers).
 """
 
 from __future__ import annotations
@@ -20,6 +41,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +59,32 @@ SCENARIOS = REPO_ROOT / "scenarios"
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 SCRAPE_SECONDS = 5
+# Verification sized to the scrape interval: a check per scrape, clear for two scrapes in a
+# row, and a deadline that leaves a working fix ample time (ours clear in 10-25 s).
+VERIFY = {
+    "interval_seconds": SCRAPE_SECONDS,
+    "stable_seconds": 2 * SCRAPE_SECONDS,
+    "deadline_seconds": 45,
+}
 FINAL = ("CLOSED", "ESCALATED")
+ALERTS_ENV = "SENTINEL_DEMO_ALERTS"  # auto | prometheus | sandbox
+ALERT_MODES = ("auto", "prometheus", "sandbox")
+
+
+def alert_mode(requested: str | None = None) -> str:
+    """prometheus (real Prometheus + Alertmanager) or sandbox (the sandbox posts the webhook)."""
+    want = (requested or os.environ.get(ALERTS_ENV) or "auto").strip().lower()
+    if want not in ALERT_MODES:
+        raise ValueError(f"alerts must be one of {ALERT_MODES}, got {want!r}")
+    have = bool(PROMETHEUS and ALERTMANAGER)
+    if want == "prometheus" and not have:
+        raise RuntimeError(
+            "--alerts prometheus needs Debian's prometheus and prometheus-alertmanager"
+            " (make demo installs them)"
+        )
+    if want == "auto":
+        return "prometheus" if have else "sandbox"
+    return want
 
 
 def _free_port() -> int:
@@ -77,6 +124,7 @@ class Demo:
     say: Callable[[str], None]
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="sentinel-demo-")))
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    approve: bool = True
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
 
@@ -113,26 +161,36 @@ def load_scenario(name: str) -> dict[str, Any]:
     return doc
 
 
-def run(scenario_name: str, port: int, as_json: bool, approve: bool = True) -> dict[str, Any]:
+def run(
+    scenario_name: str,
+    port: int,
+    as_json: bool,
+    approve: bool = True,
+    alerts: str | None = None,
+) -> dict[str, Any]:
     """Run one scenario end to end; returns the INTERFACES.md result document."""
     sc = load_scenario(scenario_name)
-    if not PROMETHEUS or not ALERTMANAGER:
-        raise RuntimeError(
-            "the demo needs Debian's prometheus and prometheus-alertmanager (make demo installs them)"
-        )
+    mode = alert_mode(alerts)
     say: Callable[[str], None] = (lambda _m: None) if as_json else (lambda m: print(m, flush=True))
-    demo = Demo(scenario_name, port, say)
+    demo = Demo(scenario_name, port, say, approve=approve)
     try:
-        return _run(demo, sc, approve)
+        return _run(demo, sc, approve, mode)
     finally:
         demo.stop()
 
 
-def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
+def _run(demo: Demo, sc: dict[str, Any], approve: bool, mode: str) -> dict[str, Any]:
     say, work = demo.say, demo.work
     say(f"scenario {sc['name']}: {' '.join(str(sc.get('description', '')).split())}")
     say(f"state in {work}")
+    if mode == "sandbox":
+        say(
+            "alerts: Prometheus/Alertmanager not used; the sandbox evaluates the rule every"
+            f" {SCRAPE_SECONDS} s and posts the Alertmanager webhook itself"
+        )
     sb_port, prom_port, am_port = _free_port(), _free_port(), _free_port()
+    sentinel_url = f"http://127.0.0.1:{demo.port}"
+    ingest_file = work / "ingest.token"
     redis_url = _redis_url(11) if sc.get("cache") else None
     sb_args = [
         sys.executable,
@@ -150,11 +208,20 @@ def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
     ]
     if redis_url:
         sb_args += ["--redis-url", redis_url]
-    t0 = time.monotonic()
+    sb_args += ["--scrape-interval", str(SCRAPE_SECONDS)]
+    if mode == "sandbox":
+        sb_args += [
+            "--alert-webhook",
+            f"{sentinel_url}/api/v1/alerts/alertmanager",
+            "--alert-token-file",
+            str(ingest_file),
+        ]
     sb = demo.spawn("sandbox", sb_args)
     sb_url = f"http://127.0.0.1:{sb_port}"
     _wait(f"{sb_url}/healthz", 60, sb)
     say(f"sandbox cluster up at {sb_url} (fault in {sc['fault'].get('start', 0)} s)")
+    if mode == "sandbox":
+        return _start_sentinel(demo, sc, work, f"{sb_url}/prometheus", sb_url, redis_url, None)
 
     rules = httpx.get(f"{sb_url}/sandbox/prometheus-rules", timeout=10).text
     (work / "prom").mkdir()
@@ -191,6 +258,20 @@ def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
         ],
     )
 
+    return _start_sentinel(demo, sc, work, prom_url, sb_url, redis_url, (prom, am_port))
+
+
+def _start_sentinel(
+    demo: Demo,
+    sc: dict[str, Any],
+    work: Path,
+    prom_url: str,
+    sb_url: str,
+    redis_url: str | None,
+    stack: tuple[subprocess.Popen[bytes], int] | None,
+) -> dict[str, Any]:
+    """Sentinel (and, with a real Prometheus, Alertmanager); then follow the incident."""
+    say = demo.say
     sentinel_url = f"http://127.0.0.1:{demo.port}"
     settings = _settings(sc, work, prom_url, sb_url, redis_url)
     upgrade_database(settings)
@@ -200,6 +281,36 @@ def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
         _, viewer = auth_service.create_user(session=s, name="demo", role="admin")
         _, approver = auth_service.create_user(session=s, name="oncall-approver", role="approver")
     engine.dispose()
+    (work / "ingest.token").write_text(ingest)
+    (work / "ingest.token").chmod(0o600)
+    if stack is not None:
+        _start_alertmanager(demo, work, sentinel_url, ingest, stack[1])
+    demo.server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, with_worker=True),
+            host="127.0.0.1",
+            port=demo.port,
+            log_level="error",
+        )
+    )
+    demo.thread = threading.Thread(target=demo.server.run, daemon=True)
+    demo.thread.start()
+    if stack is not None:
+        prom, am_port = stack
+        _wait(f"{prom_url}/-/ready", 60, prom)
+        _wait(f"http://127.0.0.1:{am_port}/-/ready", 60)
+    _wait(f"{sentinel_url}/readyz", 60)
+    (work / "admin.token").write_text(viewer)
+    say(
+        f"Sentinel at {sentinel_url}: dashboard {sentinel_url}/ (sign in with the token in"
+        f" {work / 'admin.token'}), API {sentinel_url}/api/v1/incidents"
+    )
+    return _follow(demo, sc, sentinel_url, sb_url, viewer, approver, stack is None)
+
+
+def _start_alertmanager(
+    demo: Demo, work: Path, sentinel_url: str, ingest: str, am_port: int
+) -> None:
     (work / "am").mkdir()
     (work / "am" / "alertmanager.yml").write_text(
         yaml.safe_dump(
@@ -228,7 +339,7 @@ def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
             }
         )
     )
-    am = demo.spawn(
+    demo.spawn(
         "alertmanager",
         [
             str(ALERTMANAGER),
@@ -238,26 +349,6 @@ def _run(demo: Demo, sc: dict[str, Any], approve: bool) -> dict[str, Any]:
             "--cluster.listen-address=",
         ],
     )
-    demo.server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, with_worker=True),
-            host="127.0.0.1",
-            port=demo.port,
-            log_level="error",
-        )
-    )
-    demo.thread = threading.Thread(target=demo.server.run, daemon=True)
-    demo.thread.start()
-    _wait(f"{prom_url}/-/ready", 60, prom)
-    _wait(f"{prom_url.replace(str(prom_port), str(am_port))}/-/ready", 60, am)
-    _wait(f"{sentinel_url}/readyz", 60)
-    say(
-        f"Sentinel at {sentinel_url}: dashboard {sentinel_url}/ (sign in with the token in"
-        f" {work / 'admin.token'}), API {sentinel_url}/api/v1/incidents"
-    )
-    (work / "admin.token").write_text(viewer)
-    fault_at = t0 + float(sc["fault"].get("start", 0))
-    return _follow(demo, sc, sentinel_url, viewer, approver, fault_at, approve)
 
 
 def _settings(
@@ -309,7 +400,7 @@ def _settings(
             },
         },
         callgraph=callgraph,
-        verify={"interval_seconds": SCRAPE_SECONDS, "stable_seconds": 15, "deadline_seconds": 150},
+        verify=VERIFY,
         worker={"executor_id": f"demo-{os.getpid()}"},
     )
 
@@ -331,62 +422,70 @@ def _follow(
     demo: Demo,
     sc: dict[str, Any],
     base: str,
+    sb_url: str,
     token: str,
     approver: str,
-    fault_at: float,
-    approve: bool,
+    sandbox_alerts: bool,
 ) -> dict[str, Any]:
     say = demo.say
     h = {"Authorization": f"Bearer {token}"}
     exp = sc["expected"]
-    timings: dict[str, float | None] = {"to_alert": None, "to_decision": None, "to_recovery": None}
     inc: dict[str, Any] = {}
     iid = None
     seen = 0
     approved = False
-    stamps: dict[str, str] = {}
+    released: float | None = None  # when the approval was given (wall clock)
+    fault_at: float | None = None
+    events: list[dict[str, Any]] = []
     deadline = time.monotonic() + 420
     with httpx.Client(base_url=base, timeout=10) as c:
         while time.monotonic() < deadline:
+            if fault_at is None:
+                fault_at = _fault_time(sb_url)
             if iid is None:
                 items = c.get("/api/v1/incidents", headers=h).json()["items"]
                 if items:
                     iid = items[-1]["incident_id"]
-                    timings["to_alert"] = round(time.monotonic() - fault_at, 1)
-                    say(f"+{timings['to_alert']:>5}s  incident {iid} opened: {items[-1]['title']}")
+                    rel = _rel(_ts(items[-1]["created_at"]), fault_at)
+                    say(f"+{rel:>5}s  incident {iid} opened: {items[-1]['title']}")
                 else:
-                    time.sleep(0.5)
+                    time.sleep(0.25)
                     continue
             for e in c.get(f"/api/v1/incidents/{iid}/timeline", headers=h).json()[seen:]:
-                rel = round(time.monotonic() - fault_at, 1)
+                events.append(e)
+                rel = _rel(_ts(e["timestamp"]), fault_at)
                 say(f"+{rel:>5}s  {e['action_type']:<17} {_describe(e)}")
-                if e["action_type"] == "POLICY_EVAL" and timings["to_decision"] is None:
-                    timings["to_decision"] = rel
-                stamps.setdefault(str(e["summary"]), e["timestamp"])
                 seen += 1
             inc = c.get(f"/api/v1/incidents/{iid}", headers=h).json()
             if inc["status"] == "AWAITING_APPROVAL" and not approved:
                 pending = c.get("/api/v1/approvals?status=pending", headers=h).json()
                 mine = [a for a in pending if a["incident_id"] == iid]
-                if mine and approve:
+                if mine and demo.approve:
                     a = mine[0]
                     say(
                         f"         approval needed for {a['action_id']} on {a['target']} ({a['risk_level']});"
                         f" approving as oncall-approver, as `sentinel approve {a['approval_id']} --token …` would"
                     )
+                    t_release = time.time()
                     r = c.post(
                         f"/api/v1/approvals/{a['approval_id']}/approve",
                         json={"comment": "demo: approved by the on-call"},
                         headers={"Authorization": f"Bearer {approver}"},
                     )
                     approved = r.status_code == 200
+                    released = t_release if approved else None
                 elif mine:
                     break
             if inc["status"] in FINAL:
-                if inc["status"] == "CLOSED":
-                    timings["to_recovery"] = round(time.monotonic() - fault_at, 1)
+                # the closing audit entries may land just after the status changes
+                time.sleep(0.3)
+                for e in c.get(f"/api/v1/incidents/{iid}/timeline", headers=h).json()[seen:]:
+                    events.append(e)
+                    say(
+                        f"+{_rel(_ts(e['timestamp']), fault_at):>5}s  {e['action_type']:<17} {_describe(e)}"
+                    )
                 break
-            time.sleep(0.5)
+            time.sleep(0.25)
     plan = (inc.get("plans") or [None])[-1] or {}
     decision = (plan.get("decision") or {}).get("outcome")
     ranking = (inc.get("rca") or {}).get("ranking") or []
@@ -402,12 +501,27 @@ def _follow(
     # The scenario's expected end state: final status, the remediation, the approval. The
     # root cause is reported beside it (root_cause_ok), measured, not required.
     as_expected = inc.get("status") == want and action_ok and approval_ok
+    received = _ts(inc["created_at"]) if inc.get("created_at") else None
+    acct = account(events, received, released, float(VERIFY["interval_seconds"]))
+    timings = {
+        k: _rel(v, fault_at) if v is not None and fault_at is not None else None
+        for k, v in acct["at"].items()
+    }
+    timings["to_recovery"] = timings["to_verified"] if inc.get("status") == "CLOSED" else None
+    own = acct["sentinel_s"]
+    end = timings.get("to_end")
+    share = round(100 * own / end, 2) if own is not None and end else None
     say("")
     say(
         f"final status {inc.get('status')} (expected {want}); action {plan.get('proposed_action')}"
         f" → {decision}; approval {'given' if approved else 'not needed'}; root cause {root}"
     )
-    say(f"timings from fault: {timings}")
+    say(f"timings from fault (s): {timings}")
+    say(
+        f"Sentinel's own time {own} s = {share} % of fault → end"
+        f" (triage {acct['parts'].get('triage')}, execution {acct['parts'].get('execution')},"
+        f" verification {acct['parts'].get('verification')}, close {acct['parts'].get('close')})"
+    )
     say(f"post-mortem: {base}/api/v1/incidents/{iid}/postmortem")
     return {
         "scenario": sc["name"],
@@ -418,10 +532,32 @@ def _follow(
         "root_cause_ok": root_ok,
         "action": plan.get("proposed_action"),
         "decision": decision,
+        "approved": approved,
+        "alerts_from": "sandbox" if sandbox_alerts else "prometheus+alertmanager",
         "timings_s": timings,
+        "sentinel_s": own,
+        "sentinel_share_pct": share,
+        "sentinel_parts_s": acct["parts"],
         "incident_id": iid,
         "workdir": str(demo.work),
     }
+
+
+def _ts(v: str) -> float:
+    return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp()
+
+
+def _rel(t: float, fault_at: float | None) -> float:
+    return round(t - fault_at, 1) if fault_at is not None else float("nan")
+
+
+def _fault_time(sb_url: str) -> float | None:
+    """When the scenario's fault was injected, from the sandbox's own record."""
+    try:
+        faults = httpx.get(f"{sb_url}/sandbox/faults", timeout=5).json().get("faults") or []
+    except (httpx.HTTPError, ValueError):
+        return None
+    return _ts(faults[0]["started_at"]) if faults else None
 
 
 def _describe(e: dict[str, Any]) -> str:
@@ -445,27 +581,59 @@ def _describe(e: dict[str, Any]) -> str:
     return str(step)
 
 
-def _own_seconds(stamps: dict[str, str]) -> float | None:
-    """Sentinel's own working time: triage (opened → decision) plus execution (recheck → recorded).
+def account(
+    events: list[dict[str, Any]],
+    received: float | None,
+    released: float | None,
+    interval: float,
+) -> dict[str, Any]:
+    """When each stage happened (audit timestamps) and Sentinel's own working time.
 
-    Waiting for Prometheus to fire, for a human, and the verification's durable sleeps are
-    not Sentinel's work and are left out.
+    Sentinel's own time = triage (webhook accepted → policy decision) + execution (the
+    release — the decision, or the approval — → execution recorded) + verification's own
+    processing (execution recorded → verdict, less the sleeps between checks) + closing
+    (verdict → closed / escalated). Waiting for the alerting pipeline, for a human and for
+    the next scrape during verification is not Sentinel's work and is left out.
     """
-    from datetime import datetime
-
-    def t(k: str) -> float | None:
-        v = stamps.get(k)
-        return datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() if v else None
-
-    total = 0.0
-    for a, b in (
-        ("INCIDENT_OPENED", "RiskEvaluation"),
-        ("RiskEvaluation.recheck", "ExecutionRecorded"),
-    ):
-        ta, tb = t(a), t(b)
-        if ta is not None and tb is not None:
-            total += max(0.0, tb - ta)
-    return round(total, 3) if stamps else None
+    first: dict[str, float] = {}
+    checks = 0
+    for e in events:
+        first.setdefault(str(e["summary"]), _ts(e["timestamp"]))
+        if e["summary"] == "Verification":
+            checks = len((e.get("details") or {}).get("input", {}).get("checks") or [])
+    decided = first.get("RiskEvaluation")
+    executed = first.get("ExecutionRecorded")
+    verified = first.get("Verification")
+    end = first.get("IncidentClosed") or first.get("EscalateToHuman")
+    parts: dict[str, float | None] = {
+        "triage": None,
+        "execution": None,
+        "verification": None,
+        "close": None,
+    }
+    if received is not None and decided is not None:
+        parts["triage"] = decided - received
+    release = released if released is not None else decided
+    if executed is not None and release is not None:
+        parts["execution"] = max(0.0, executed - release)
+    if verified is not None and executed is not None:
+        parts["verification"] = max(0.0, verified - executed - checks * interval)
+    last = verified or executed or decided
+    if end is not None and last is not None:
+        parts["close"] = max(0.0, end - last)
+    known = [v for v in parts.values() if v is not None]
+    return {
+        "at": {
+            "to_alert": received,
+            "to_decision": decided,
+            "to_executed": executed,
+            "to_verified": verified,
+            "to_end": end,
+        },
+        "parts": {k: round(v, 3) if v is not None else None for k, v in parts.items()},
+        "checks": checks,
+        "sentinel_s": round(sum(known), 3) if known else None,
+    }
 
 
 def run_in_subprocess(name: str, timeout: float = 900) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from sentinel_sandbox import scenario as scenario_mod
+from sentinel_sandbox.alerting import AlertingConfig
 from sentinel_sandbox.app import ServerThread
 from sentinel_sandbox.sandbox import Sandbox
 
@@ -33,6 +34,27 @@ def main(argv: list[str] | None = None) -> int:
         help="wall seconds per tick; 0 = manual ticks only",
     )
     s.add_argument("--admin-token", help="use this admin token instead of a random one")
+    s.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=5.0,
+        help="simulated seconds between the sandbox's own scrapes (its PromQL API)",
+    )
+    s.add_argument(
+        "--evaluation-interval", type=float, help="rule evaluation (default: the scrape interval)"
+    )
+    s.add_argument(
+        "--alert-webhook",
+        help="post the scenario's alert to this Alertmanager-webhook URL (no Prometheus needed)",
+    )
+    s.add_argument("--alert-token", help="bearer token for --alert-webhook")
+    s.add_argument(
+        "--alert-token-file", help="read the bearer token from this file at each delivery"
+    )
+    s.add_argument("--group-wait", type=float, default=1.0, help="Alertmanager group_wait (s)")
+    s.add_argument(
+        "--group-interval", type=float, default=5.0, help="Alertmanager group_interval (s)"
+    )
     c = sub.add_parser("check", help="validate scenario files")
     c.add_argument("paths", nargs="+")
     args = ap.parse_args(argv)
@@ -56,12 +78,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.state_dir
         else Path(tempfile.mkdtemp(prefix="sentinel-sandbox-"))
     )
+    alerting = AlertingConfig(
+        webhook_url=args.alert_webhook,
+        webhook_token=args.alert_token,
+        webhook_token_file=args.alert_token_file,
+        scrape_interval_s=args.scrape_interval,
+        evaluation_interval_s=args.evaluation_interval or args.scrape_interval,
+        group_wait_s=args.group_wait,
+        group_interval_s=args.group_interval,
+    )
     sb = Sandbox(
         sc,
         state_dir,
         redis_url=args.redis_url,
         tick_seconds=args.tick_seconds,
         admin_token=args.admin_token,
+        alerting=alerting,
     )
     srv = ServerThread(sb, host=args.host, port=args.port).start()
     info = {
@@ -74,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         "admin_token": sb.admin_token,
         "repo": str(state_dir / "repo"),
         "redis_url": args.redis_url,
+        "prometheus_url": f"{srv.url}/prometheus",
+        "alert_webhook": args.alert_webhook,
     }
     (state_dir / "sandbox.json").write_text(
         json.dumps({k: v for k, v in info.items() if k != "admin_token"}, indent=2)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import uvicorn
@@ -15,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sentinel_sandbox import telemetry
+from sentinel_sandbox import promql, telemetry
 from sentinel_sandbox.kubeapi import KubeApi
 from sentinel_sandbox.sandbox import Sandbox
 from sentinel_sandbox.scenario import FaultSpec
@@ -207,6 +209,84 @@ def build_app(sb: Sandbox) -> Starlette:
     def ready(request: Request) -> Response:
         return PlainTextResponse("ready\n")
 
+    # -- a Prometheus-compatible query API over the sandbox's own scrapes ------------------
+
+    def _prom_error(status: int, kind: str, msg: str) -> JSONResponse:
+        return JSONResponse(
+            {"status": "error", "errorType": kind, "error": msg}, status_code=status
+        )
+
+    async def _params(request: Request) -> dict[str, str]:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            form = await request.form()
+            params.update({k: str(v) for k, v in form.items()})
+        return params
+
+    def _time(raw: str | None, default: float) -> float:
+        if raw is None or raw == "":
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+
+    def _step(raw: str) -> float:
+        try:
+            return float(raw)
+        except ValueError:
+            return promql.parse_duration(raw)
+
+    async def prom_query(request: Request) -> Response:
+        q = await _params(request)
+        try:
+            with sb.lock:
+                t = _time(q.get("time"), sb.metrics_now())
+                data = promql.query(sb.alerting.store, q.get("query", ""), t)
+        except (promql.PromQLError, ValueError, re.error) as exc:
+            return _prom_error(400, "bad_data", str(exc))
+        return JSONResponse({"status": "success", "data": data})
+
+    async def prom_query_range(request: Request) -> Response:
+        q = await _params(request)
+        try:
+            with sb.lock:
+                now = sb.metrics_now()
+                start = _time(q.get("start"), now - 300)
+                end = _time(q.get("end"), now)
+                step = _step(q.get("step", ""))
+                data = promql.query_range(sb.alerting.store, q.get("query", ""), start, end, step)
+        except (promql.PromQLError, ValueError, KeyError, re.error) as exc:
+            return _prom_error(400, "bad_data", str(exc))
+        return JSONResponse({"status": "success", "data": data})
+
+    def prom_alerts(request: Request) -> Response:
+        with sb.lock:
+            return JSONResponse({"status": "success", "data": {"alerts": sb.alerting.rule_state()}})
+
+    def prom_graph(request: Request) -> Response:
+        expr = request.query_params.get("g0.expr", "")
+        return PlainTextResponse(
+            f"sentinel-sandbox: no Prometheus UI; query /prometheus/api/v1/query?query=... \n{expr}\n"
+        )
+
+    def alerting_state(request: Request) -> Response:
+        with sb.lock:
+            al = sb.alerting
+            n = al.notifier
+            return JSONResponse(
+                {
+                    "webhook_url": al.cfg.webhook_url,
+                    "scrape_interval_s": al.cfg.scrape_interval_s,
+                    "evaluation_interval_s": al.cfg.evaluation_interval_s,
+                    "scrapes": len(al.store.times),
+                    "evaluations": al.rule.evaluations if al.rule else 0,
+                    "alerts": al.rule_state(),
+                    "sent": list(n.sent) if n else [],
+                    "errors": (list(n.errors) if n else []) + al.errors,
+                }
+            )
+
     kube_methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     routes = [
         Route("/healthz", healthz),
@@ -224,6 +304,13 @@ def build_app(sb: Sandbox) -> Starlette:
         Route("/sandbox/commits", commits),
         Route("/metrics", metrics_all),
         Route("/metrics/{service}", metrics_one),
+        Route("/prometheus/api/v1/query", prom_query, methods=["GET", "POST"]),
+        Route("/prometheus/api/v1/query_range", prom_query_range, methods=["GET", "POST"]),
+        Route("/prometheus/api/v1/alerts", prom_alerts),
+        Route("/prometheus/graph", prom_graph),
+        Route("/prometheus/-/ready", ready),
+        Route("/prometheus/-/healthy", ready),
+        Route("/sandbox/alerting", alerting_state),
         Route("/loki/api/v1/query_range", loki_query),
         Route("/loki/api/v1/query", loki_query),
         Route("/loki/api/v1/labels", loki_labels),
@@ -264,6 +351,8 @@ class ServerThread:
             time.sleep(0.02)
         if self.port == 0:
             self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        if not self.sb.alerting_cfg.external_url:
+            self.sb.alerting.set_external_url(f"{self.url}/prometheus")
         self.sb.start()
         return self
 

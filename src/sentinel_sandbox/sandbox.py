@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sentinel_sandbox import telemetry
+from sentinel_sandbox.alerting import Alerting, AlertingConfig
 from sentinel_sandbox.cache import CacheStore, MemoryCache, RedisCache
 from sentinel_sandbox.cluster import (
     CHANGE_CAUSE,
@@ -99,8 +101,10 @@ class Sandbox:
         redis_url: str | None = None,
         tick_seconds: float = 1.0,
         admin_token: str | None = None,
+        alerting: AlertingConfig | None = None,
     ) -> None:
         self.scenario = scenario
+        self.alerting_cfg = alerting or AlertingConfig()
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.tick_seconds = tick_seconds
@@ -114,6 +118,7 @@ class Sandbox:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.cache_error: str | None = None
+        self.alerting: Alerting
         self._build()
 
     # -- building -----------------------------------------------------------------------
@@ -133,6 +138,12 @@ class Sandbox:
             p.unready_ticks = 0
         self.cluster.events.clear()
         self.sim = Simulation(self.cluster, sc.topology, sc.namespace, rng, sc.versions)
+        # The metrics clock: boot time + simulated seconds (what the scrape store stamps).
+        self.boot_wall = time.time()
+        old: Alerting | None = getattr(self, "alerting", None)
+        if old is not None:
+            old.close()
+        self.alerting = Alerting(self.alerting_cfg, sc.alert or None)
         repo = self.state_dir / "repo"
         if repo.exists():
             shutil.rmtree(repo)
@@ -279,6 +290,11 @@ class Sandbox:
                     self.inject(self.pending.pop(0))
                 self.sim.tick(self.dt, self.clock.now())
                 self._update_faults()
+                self.alerting.on_tick(self.metrics_now(), lambda: telemetry.samples(self.sim))
+
+    def metrics_now(self) -> float:
+        """The metrics clock: boot time plus simulated seconds (≈ wall time when ticking live)."""
+        return self.boot_wall + self.sim.t
 
     def start(self) -> None:
         if self.tick_seconds <= 0 or self._thread is not None:
@@ -292,6 +308,7 @@ class Sandbox:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+        self.alerting.close()
 
     def _loop(self) -> None:
         nxt = time.monotonic()

@@ -40,12 +40,14 @@ def _labels(d: dict[str, str]) -> str:
 class _Families:
     def __init__(self) -> None:
         self.fams: dict[str, tuple[str, str, list[str]]] = {}
+        self.samples: list[tuple[str, dict[str, str], float]] = []
 
     def add(
         self, name: str, typ: str, help_: str, sample: str, labels: dict[str, str], value: float
     ) -> None:
         fam = self.fams.setdefault(name, (typ, help_, []))
         fam[2].append(f"{sample}{_labels(labels)} {_fmt(value)}")
+        self.samples.append((sample, labels, float(value)))
 
     def render(self) -> str:
         out: list[str] = []
@@ -58,6 +60,15 @@ class _Families:
 
 def exposition(sim: Simulation, services: Iterable[str] | None = None) -> str:
     """Prometheus text format 0.0.4 for the given services (all when None)."""
+    return _families(sim, services).render()
+
+
+def samples(sim: Simulation) -> list[tuple[str, dict[str, str], float]]:
+    """What one scrape of ``/metrics`` would see: (sample name, labels, value) triples."""
+    return _families(sim, None).samples
+
+
+def _families(sim: Simulation, services: Iterable[str] | None) -> _Families:
     ns = sim.ns
     wanted = list(services) if services is not None else list(sim.topo.services)
     f = _Families()
@@ -167,7 +178,7 @@ def exposition(sim: Simulation, services: Iterable[str] | None = None) -> str:
                 dl,
                 d.generation,
             )
-    return f.render()
+    return f
 
 
 # -- Loki ----------------------------------------------------------------------------------

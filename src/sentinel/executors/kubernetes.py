@@ -329,6 +329,37 @@ def rules_for(action_id: str, name: str) -> list[dict[str, Any]]:
     return [_rule("apps", "deployments", ["patch"], name)]
 
 
+# The official client imports its API and model classes lazily; compiling them on first use
+# costs seconds, which would land on the first incident's critical path.
+WARM_CLASSES = (
+    "ApiClient",
+    "CoreV1Api",
+    "AppsV1Api",
+    "RbacAuthorizationV1Api",
+    "V1PodList",
+    "V1Pod",
+    "V1DeploymentList",
+    "V1Deployment",
+    "V1ReplicaSetList",
+    "V1ReplicaSet",
+    "CoreV1EventList",
+    "V1Scale",
+    "V1Status",
+    "V1Role",
+    "V1RoleBinding",
+    "V1ServiceAccount",
+    "AuthenticationV1TokenRequest",
+    "V1TokenRequestSpec",
+    "V1DeleteOptions",
+)
+
+
+def warm_up() -> None:
+    """Import the client classes the executor and the context source use (idempotent)."""
+    for name in WARM_CLASSES:
+        getattr(k8s, name, None)
+
+
 class KubernetesExecutor:
     """Runs the four Kubernetes catalog actions, each with a token scoped to its one target."""
 
