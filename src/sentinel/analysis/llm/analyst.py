@@ -27,8 +27,9 @@ from pydantic_ai.exceptions import (
     UnexpectedModelBehavior,
     UsageLimitExceeded,
 )
-from pydantic_ai.messages import ModelMessage
+from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.output import ToolOutput
 from pydantic_ai.settings import ModelSettings
 
@@ -61,12 +62,14 @@ from sentinel.analysis.llm.tools import (
 from sentinel.analysis.llm.trace import (
     ReplayExhausted,
     compact_messages,
+    count,
     recorded_model,
     recorded_tool_results,
     retry_errors,
     tool_calls_of,
     usage_of,
 )
+from sentinel.core.redact import redact
 from sentinel.policy.actions import Action, ProposedAction, parse_proposal
 
 __all__ = [
@@ -81,6 +84,13 @@ RCA_TOOL = "submit_rca"
 PLAN_TOOL = "submit_plan"
 # Below this many tokens left, a call is not worth starting.
 MIN_CALL_TOKENS = 1_000
+# Settings that decide how a recorded call is read back; the trace keeps them.
+REPLAY_LIMITS = (
+    "max_retries",
+    "max_requests_per_call",
+    "max_tool_calls_per_call",
+    "tool_output_max_chars",
+)
 
 InventorySource = Mapping[str, Any] | Callable[[], Mapping[str, Any]]
 _T = TypeVar("_T")
@@ -152,11 +162,14 @@ class LlmAnalyst:
             model if model is not None else (build_model(settings) if settings.enabled else None)
         )
         self._agents: dict[tuple[str, bool], Agent[RunState, Any]] = {}
+        self._replayers: dict[tuple[tuple[str, Any], ...], LlmAnalyst] = {}
         self._loop = _LoopThread()
 
     def close(self) -> None:
-        """Stop the analyst's event loop thread."""
+        """Stop the analyst's event loop thread (and its replayers')."""
         self._loop.close()
+        for r in self._replayers.values():
+            r.close()
 
     # ------------------------------------------------------------ ports
 
@@ -174,7 +187,7 @@ class LlmAnalyst:
         self, trace: Mapping[str, Any], incident: dict[str, Any], snapshot: dict[str, Any]
     ) -> dict[str, Any]:
         """Re-run an analysis from its recorded model responses and tool results (no model)."""
-        return self._analyze(incident, snapshot, trace)
+        return self._replayer(trace)._analyze(incident, snapshot, trace)
 
     def replay_plan(
         self,
@@ -184,19 +197,51 @@ class LlmAnalyst:
         context: dict[str, Any],
     ) -> dict[str, Any]:
         """Re-run a planning call from its recorded model responses and tool results."""
-        return self._plan(incident, rca, context, trace)
+        return self._replayer(trace)._plan(incident, rca, context, trace)
 
-    def narrate(self, facts_markdown: str) -> dict[str, Any]:
-        """Post-mortem prose from audit-log facts: {text, ok, flags, outcome, usage, llm_trace}."""
+    def _replayer(self, trace: Mapping[str, Any]) -> LlmAnalyst:
+        """An analyst under the limits the trace was recorded with (retries, tool calls...).
+
+        Validation retries and usage limits decide how a recording is read back, so replay
+        uses the recorded ones, not today's configuration; it never has a model of its own.
+        """
+        limits = {k: v for k, v in dict(trace.get("limits") or {}).items() if k in REPLAY_LIMITS}
+        settings = self.settings.model_copy(update={"provider": None, "api_key": None, **limits})
+        key = tuple(sorted(limits.items()))
+        found = self._replayers.get(key)
+        if found is None:
+            found = LlmAnalyst(settings, model=_NoModel())
+            self._replayers[key] = found
+        return found
+
+    def narrate(
+        self, facts: str | Mapping[str, Any], *, token_limit: int | None = None
+    ) -> dict[str, Any]:
+        """Post-mortem prose from audit-log facts: {text, ok, flags, outcome, usage, llm_trace}.
+
+        The facts go to the model as delimited data; its text is checked for names the
+        facts do not contain (flagged, never dropped silently).
+        """
         ev = Evidence()
-        ev.learn(facts_markdown)
-        limit = self.settings.token_budget_per_incident
+        ev.add("facts", {"kind": "facts"}, redact(facts if isinstance(facts, str) else dict(facts)))
+        limit = self.settings.token_budget_per_incident if token_limit is None else token_limit
+        flags: list[dict[str, Any]] = [{**f, "evidence_id": "facts"} for f in injection_flags(ev)]
+        if limit < MIN_CALL_TOKENS:
+            return {
+                "text": "",
+                "ok": False,
+                "flags": flags,
+                "outcome": "skipped",
+                "error": f"token budget for the incident exhausted ({limit} left)",
+                "usage": _zero_usage(),
+                "llm_trace": None,
+            }
         state = RunState(
             evidence=ev, token_limit=limit, max_chars=self.settings.tool_output_max_chars
         )
-        call = self._call("narrate", NARRATOR_SYSTEM, narrator_user(facts_markdown), state, limit)
-        text = call.output if isinstance(call.output, str) else ""
-        flags = call.flags
+        call = self._call("narrate", NARRATOR_SYSTEM, narrator_user(facts), state, limit)
+        text = call.output.strip() if isinstance(call.output, str) else ""
+        flags += call.flags
         flags += [
             {"kind": "unknown_entity", "name": tok, "field": "narrative"}
             for tok in unknown_names(text, ev)
@@ -240,7 +285,11 @@ class LlmAnalyst:
             inventory, inv_source = self._inventory_now()
         inventory.pop("_error", None)
         ev = Evidence.build(incident, snapshot, inventory)
-        limit = int(replay["token_limit"]) if replay else self.settings.token_budget_per_incident
+        limit = (
+            count(replay.get("token_limit"), self.settings.token_budget_per_incident)
+            if replay
+            else self.settings.token_budget_per_incident
+        )
         user = analyst_user(incident, ev, max_chars=min(12_000, limit))
         state = RunState(
             evidence=ev, token_limit=limit, max_chars=self.settings.tool_output_max_chars
@@ -307,7 +356,7 @@ class LlmAnalyst:
             inventory.pop("_error", None)
         ev = Evidence.build(incident, snapshot, inventory)
         if replay is not None:
-            limit = int(replay["token_limit"])
+            limit = count(replay.get("token_limit"), self.settings.token_budget_per_incident)
         else:
             limit = self.settings.token_budget_per_incident - _spent(rca)
         if limit < MIN_CALL_TOKENS:
@@ -444,6 +493,7 @@ class LlmAnalyst:
             "user_prompt": user,
             "token_limit": limit,
             "timeout_seconds": s.timeout_seconds,
+            "limits": {k: getattr(s, k) for k in REPLAY_LIMITS},
             "replayed": replay is not None,
         }
         output: Any = None
@@ -585,6 +635,16 @@ def _zero_usage() -> dict[str, Any]:
         "tool_calls": 0,
         "cost_usd": 0.0,
     }
+
+
+class _NoModel(FunctionModel):
+    """The model of a replaying analyst: any call that is not from a recording fails."""
+
+    def __init__(self) -> None:
+        def refuse(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+            raise RuntimeError("replay calls no model")
+
+        super().__init__(refuse, model_name="no-model")
 
 
 class _LoopThread:

@@ -37,6 +37,7 @@ from pydantic_ai.usage import RequestUsage
 __all__ = [
     "ReplayExhausted",
     "compact_messages",
+    "count",
     "recorded_model",
     "recorded_tool_results",
     "retry_errors",
@@ -141,6 +142,14 @@ def retry_errors(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def count(value: Any, default: int = 0) -> int:
+    """A recorded token count, or `default` where the recording has none (or a masked one)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
 def recorded_tool_results(trace: Mapping[str, Any]) -> dict[str, Any]:
     """tool_call_id -> the envelope the tool returned when the trace was recorded."""
     return {str(c["id"]): c.get("result") for c in trace.get("tool_calls", [])}
@@ -164,8 +173,8 @@ def _response(entry: Mapping[str, Any]) -> ModelResponse:
     return ModelResponse(
         parts=parts,
         usage=RequestUsage(
-            input_tokens=int(usage.get("input_tokens", 0)),
-            output_tokens=int(usage.get("output_tokens", 0)),
+            input_tokens=count(usage.get("input_tokens")),
+            output_tokens=count(usage.get("output_tokens")),
         ),
         model_name=entry.get("model_name"),
     )
