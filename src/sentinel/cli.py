@@ -304,7 +304,8 @@ def replay(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Re-run every recorded decision of an incident; exit 0 only when all are identical."""
+    """Re-run every recorded decision (model ones from their recorded output, calling no model);
+    exit 0 only when all are identical."""
     from sentinel.core.db import make_engine
     from sentinel.core.errors import SentinelError
     from sentinel.flows.replay import replay_incident
@@ -319,6 +320,7 @@ def replay(
             incident_id,
             load_policy_file(policy_file or s.policy.file),
             RunbookPlanner(load_runbooks(s.planner.runbook_paths)),
+            s.llm,
         )
     except SentinelError as exc:
         typer.echo(f"error: {exc.message}", err=True)
