@@ -1,16 +1,17 @@
-"""Read API: incidents, timeline, audit, audit verification."""
+"""Read API: incidents, timeline, post-mortem, audit, audit verification."""
 
 from __future__ import annotations
 
+import threading
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from sentinel.api.state import Reader, StateDep
+from sentinel.api.state import AppState, Reader, StateDep
 from sentinel.audit import chain as audit_chain
 from sentinel.audit import checkpoint
 from sentinel.audit.models import AuditRecord
@@ -62,16 +63,43 @@ def get_timeline(incident_id: str, state: StateDep, _: Reader) -> list[TimelineE
 
 
 @router.get("/incidents/{incident_id}/postmortem", response_class=PlainTextResponse)
-def get_postmortem(incident_id: str, state: StateDep, _: Reader) -> PlainTextResponse:
-    """The post-mortem in Markdown, from recorded facts only."""
+def get_postmortem(
+    incident_id: str, request: Request, state: StateDep, _: Reader
+) -> PlainTextResponse:
+    """The post-mortem in Markdown from recorded facts; with an LLM, a narrative after them."""
     with Session(state.engine) as s:
         inc = incident_service.read(session=s, incident_id=incident_id)
         plans = plan_service.plans_of(session=s, incident_id=incident_id)
         tl = incident_service.timeline(session=s, incident_id=incident_id)
+    timeline = [t.model_dump() for t in tl]
+    story = None
+    if state.settings.llm.enabled:
+        story = postmortem.narrative(
+            engine=state.engine,
+            incident_id=incident_id,
+            timeline=timeline,
+            narrator=_narrator(request, state),
+            token_budget=state.settings.llm.token_budget_per_incident,
+        )
     md = postmortem.render(
-        inc.model_dump(), [p.model_dump() for p in plans], [t.model_dump() for t in tl]
+        inc.model_dump(), [p.model_dump() for p in plans], timeline, narrative=story
     )
     return PlainTextResponse(md, media_type="text/markdown; charset=utf-8")
+
+
+_narrator_lock = threading.Lock()
+
+
+def _narrator(request: Request, state: AppState) -> postmortem.Narrator:
+    """One model client per app for post-mortem narratives (no tools: it only writes prose)."""
+    with _narrator_lock:
+        found: postmortem.Narrator | None = getattr(request.app.state, "narrator", None)
+        if found is None:
+            from sentinel.analysis.llm import LlmAnalyst
+
+            found = LlmAnalyst(state.settings.llm)
+            request.app.state.narrator = found
+        return found
 
 
 @router.get("/audit")
