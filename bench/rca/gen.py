@@ -404,6 +404,7 @@ def gen_perf(seed: int) -> None:
 
 
 def main() -> None:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated dataset names")
     ap.add_argument("--cases", type=int, default=20, help="cases per dataset")
@@ -411,7 +412,11 @@ def main() -> None:
         "--seed", type=int, default=1000, help="base seed (report seeds you did not tune on)"
     )
     ap.add_argument("--perf", action="store_true", help="also write the 50x5x1h timing case")
+    ap.add_argument(
+        "--out", default=str(DATA), help="output directory (e.g. bench/rca/data-dev for tuning)"
+    )
     args = ap.parse_args()
+    DATA = Path(args.out)
     for name in args.sets.split(","):
         try:
             SETS[name](args.cases, args.seed)

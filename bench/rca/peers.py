@@ -74,6 +74,82 @@ def _adjacency(cols: list[str], medges: list[tuple[str, str]]) -> pd.DataFrame:
     return adj
 
 
+def circa_rank(df: pd.DataFrame, inject: float, edges: list[tuple[str, str]]) -> list[str]:
+    """CIRCA (regression-based hypothesis testing + descendant adjustment) from ``circa-clue``.
+
+    RCAEval's ``rht`` wrapper cannot be used as is: it hard-codes a 1 s interval, a 120 s
+    history and ``current = inject + 300``, and reverses the graph it is given. On CIRCA's own
+    simulator (1 min steps, 10 abnormal points) that left ~2 training points and a test window
+    past the data, so it scored 0. Here CIRCA's own classes get the case's real sampling
+    interval, every baseline point as history (CIRCA's default is 120 points, at least
+    that many are used when available), the post-injection points as the test window (at most
+    120 s worth, at least CIRCA's default 10 points when the data has them), and the true
+    metric graph with edges cause -> effect (CIRCA's ``parents`` are graph predecessors).
+    """
+    from datetime import timedelta
+
+    import networkx as nx
+    from circa.alg.ci import DAScorer, RHTScorer
+    from circa.alg.common import Model
+    from circa.graph.common import StaticGraphFactory
+    from circa.model.case import CaseData
+    from circa.model.data_loader import MemoryDataLoader
+    from circa.model.graph import MemoryGraph, Node
+
+    x = df.drop(columns=["time"])
+    x = x.loc[:, x.std() > 0]
+    cols = x.columns.to_list()
+    t = df["time"].to_numpy(dtype=float)
+    step = float(np.median(np.diff(t)))
+    n_before = int((t < inject).sum())
+    n_after = int((t >= inject).sum())
+    detect = max(1, min(n_after, max(10, int(round(120.0 / step)))))
+    lookup = n_before + detect
+    # CaseData loads [detect_time - lookup * step, current]; the test window is the last
+    # `detect` points (the post-injection ones), the training window everything before.
+    current = float(t[t >= inject][detect - 1])
+    node_of = {c: Node(*split_column(c)) for c in cols}
+    data: dict[str, dict[str, Any]] = {}
+    for c in cols:
+        svc, met = split_column(c)
+        data.setdefault(svc, {})[met] = x[c].to_numpy(dtype=float)
+
+    class GridLoader(MemoryDataLoader):  # type: ignore[misc]
+        """The data is already on a regular grid: slice it (CIRCA's own resampler calls
+        ``fillna(method=...)``, which pandas 3 removed). Points before the data repeat the
+        first one, as CIRCA's back-fill does."""
+
+        def load(
+            self, entity: str, metric: str, start: float, end: float, interval: Any, **kw: Any
+        ) -> Any:
+            v = self._data.get(entity, {}).get(metric)
+            if v is None:
+                return None
+            i0 = int(np.searchsorted(t, start - 1e-6))
+            i1 = int(np.searchsorted(t, end + 1e-6))
+            pad = max(0, int(round((t[0] - start) / step)))
+            out = np.concatenate([np.full(pad, v[0]), v[i0:i1]])
+            return tuple(out.tolist())
+
+    g = nx.DiGraph()
+    g.add_nodes_from(node_of.values())
+    g.add_edges_from((node_of[a], node_of[b]) for a, b in metric_edges(cols, edges))
+    case = CaseData(
+        data_loader=GridLoader(data),
+        sli=next(iter(node_of.values())),
+        detect_time=current,
+        interval=timedelta(seconds=step),
+        lookup_window=lookup,
+        detect_window=detect,
+    )
+    model = Model(
+        graph_factory=StaticGraphFactory(MemoryGraph(g)),
+        scorers=[RHTScorer(), DAScorer(threshold=3)],
+    )
+    ranked = model.analyze(data=case, current=current)
+    return [f"{n.entity}_{n.metric}" for n, _ in ranked]
+
+
 def run_method(method: str, case: Path) -> list[str]:
     """The peer's metric ranking for one case (raises on failure)."""
     df, inject, edges = load(case)
@@ -94,20 +170,7 @@ def run_method(method: str, case: Path) -> list[str]:
 
         out = pc_pagerank(df, inject_time=inject, dataset=DATASET_NAME)
     elif method == "circa":
-        from RCAEval.graph_heads.rht import rht
-
-        x = df.drop(columns=["time"])
-        x = x.loc[:, x.std() > 0]
-        cols = x.columns.to_list()
-        pos = {c: i for i, c in enumerate(cols)}
-        adj = np.zeros((len(cols), len(cols)))
-        for a, b in metric_edges(cols, edges):  # causal-learn encoding of a -> b
-            adj[pos[a], pos[b]] = -1
-            adj[pos[b], pos[a]] = 1
-        data = x.copy()
-        data["time"] = df["time"]
-        ranks = rht(adj, inject, data)
-        out = {"ranks": [r[0] for r in sorted(ranks, key=lambda r: r[1], reverse=True)]}
+        out = {"ranks": circa_rank(df, inject, edges)}
     elif method in ("pyrca_ht", "pyrca_rw"):
         normal, abnormal = _split(df, inject)
         cols = normal.columns.to_list()
@@ -148,7 +211,7 @@ PRELOAD = {
     "baro": ["RCAEval.e2e.baro"],
     "e_diagnosis": ["RCAEval.e2e", "pyrca.analyzers.epsilon_diagnosis"],
     "pc_pagerank": ["RCAEval.e2e.pc_pagerank"],
-    "circa": ["RCAEval.graph_heads.rht"],
+    "circa": ["circa.alg.ci", "circa.alg.common", "networkx"],
     "pyrca_ht": ["pyrca.analyzers.ht"],
     "pyrca_rw": ["pyrca.analyzers.random_walk"],
     "rcd": ["pyrca.analyzers.rcd"],
@@ -207,8 +270,10 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="first N cases per dataset (0 = all)")
     ap.add_argument("--timeout", type=float, default=60.0)
     ap.add_argument("--data", default=str(HERE / "data"))
+    ap.add_argument("--out", default=str(OUT), help="where the rankings go")
     args = ap.parse_args()
-    OUT.mkdir(parents=True, exist_ok=True)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for ds in args.datasets.split(","):
         d = Path(args.data) / ds
         cases = sorted(p for p in d.iterdir() if p.is_dir())
@@ -217,7 +282,7 @@ def main() -> None:
         for method in args.methods.split(","):
             preload(method)
             rows = [run_case(method, c, args.timeout, seed=i) for i, c in enumerate(cases)]
-            (OUT / f"{method}__{ds}.json").write_text(json.dumps(rows))
+            (out_dir / f"{method}__{ds}.json").write_text(json.dumps(rows))
             errs = [r["error"].splitlines()[0] for r in rows if r["error"]]
             print(
                 f"{ds:10s} {method:12s} {len(rows)} cases, {len(errs)} failed"

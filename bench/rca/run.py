@@ -56,9 +56,9 @@ def run_sentinel(
 
 
 def read_peer(
-    method: str, ds_dir: Path, cases: list[str]
+    method: str, ds_dir: Path, cases: list[str], peers_out: Path = PEERS_OUT
 ) -> list[tuple[list[str] | None, str, float]] | None:
-    f = PEERS_OUT / f"{method}__{ds_dir.name}.json"
+    f = peers_out / f"{method}__{ds_dir.name}.json"
     if not f.is_file():
         return None
     lab = labels(ds_dir)
@@ -95,20 +95,30 @@ def main() -> None:
         "--run-peers", action="store_true", help="run peers.py in bench/rca/.venv first"
     )
     ap.add_argument("--csv", default=str(ROOT / "bench" / "out" / "rca.csv"))
+    ap.add_argument("--data", default=str(HERE / "data"), help="datasets (gen.py --out)")
+    ap.add_argument("--peers", default=str(PEERS_OUT), help="peers' rankings (peers.py --out)")
+    ap.add_argument(
+        "--variants", default=",".join(VARIANTS.values()), help="exact,shift,none (Sentinel)"
+    )
     args = ap.parse_args()
+    variants = set(args.variants.split(","))
     if args.run_peers:
         cmd = [
             str(HERE / ".venv" / "bin" / "python"),
             str(HERE / "peers.py"),
             "--datasets",
             args.datasets,
+            "--data",
+            args.data,
+            "--out",
+            args.peers,
         ]
         if args.limit:
             cmd += ["--limit", str(args.limit)]
         subprocess.run(cmd, check=False)
     table: list[dict[str, object]] = []
     for ds in args.datasets.split(","):
-        ds_dir = HERE / "data" / ds
+        ds_dir = Path(args.data) / ds
         if not (ds_dir / "labels.json").is_file():
             print(f"skipping {ds}: not generated (run gen.py)")
             continue
@@ -116,11 +126,13 @@ def main() -> None:
         if args.limit:
             cases = cases[: args.limit]
         for name, variant in VARIANTS.items():
+            if variant not in variants:
+                continue
             table.append(
                 {"dataset": ds, "method": name, **summarize(run_sentinel(ds_dir, cases, variant))}
             )
         for key, name in PEER_METHODS.items():
-            rows = read_peer(key, ds_dir, cases)
+            rows = read_peer(key, ds_dir, cases, Path(args.peers))
             if rows is not None:
                 table.append({"dataset": ds, "method": name, **summarize(rows)})
     cols = ["dataset", "method", "cases", "AC@1", "AC@3", "Avg@5", "s/case", "failed"]
