@@ -28,15 +28,17 @@ from sentinel.analysis.causal.graph import (
 from sentinel.analysis.causal.onset import (
     detect_onset,
     first_crossing,
-    robust_center_scale,
     robust_z,
     upper_mean,
 )
 from sentinel.analysis.causal.series import Array, ChangeEvent, MetricFrame
 
 MAX_POINTS = 2400  # longer windows are block-averaged (1 h at 1 s -> 2 s steps)
-ANOMALY_Z = 3.0  # a metric whose post-onset score is below this is calm
+ANOMALY_Z = 2.0  # a metric whose post-onset deviation is below this is calm
 RIDGE = 1e-2
+GATE_DEV = 1.0  # below this deviation (baseline sigmas) a metric is not a candidate
+NOISE_DEV = 0.5  # an unexplained deviation this small is noise
+UPSTREAM_WEIGHT = 1.0
 EVENT_HORIZON_S = 1800.0  # a change this long before the onset is still a suspect
 
 
@@ -94,6 +96,24 @@ def _lagged_mean(x: Array, lag: int) -> Array:
     return out
 
 
+def _persistence_weight(n_post: int) -> float:
+    """How much the persistent (median) shift counts against the peak: faults that matter on
+    long windows persist, distractor spikes do not; very short windows have only a peak."""
+    return float(np.interp(n_post, [10, 60], [0.0, 1.0]))
+
+
+def _deviation(x: Array, split: int, share: float, weight: float) -> Array:
+    """Per column, the post-onset deviation from the baseline median (baseline sigmas): the
+    absolute median shift blended with the mean of the largest ``share`` of |values|."""
+    post = x[split:]
+    if post.shape[0] == 0:
+        return np.zeros(x.shape[1])
+    base = np.median(x[:split], axis=0)
+    shift = np.abs(np.median(post, axis=0) - base)
+    peak = upper_mean(np.abs(post - base), share=share)
+    return np.asarray(weight * shift + (1.0 - weight) * peak, dtype=np.float64)
+
+
 def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Analysis:
     """Score every metric of ``frame`` as a root-cause candidate; never raises on thin data."""
     times, values = _block_average(frame.times, frame.values, MAX_POINTS)
@@ -115,10 +135,10 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
 
     z = robust_z(values, base)
     z = np.clip(z, -1e6, 1e6)
-    post = z[split:]
     # Faults persist; distractor spikes do not: on long windows score the upper half.
     share = float(np.interp(n - split, [20, 100], [0.2, 0.5]))
-    anomaly = upper_mean(np.abs(post), share=share)
+    weight = _persistence_weight(n - split)
+    dev = _deviation(z, split, share, weight)
     back = max(1, int(round(0.1 * split)))
     onset_idx = first_crossing(z, split, threshold=ANOMALY_Z, width=3, back=back)
 
@@ -127,7 +147,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     edges = frame.callgraph
     use_learned = learn_graph if learn_graph is not None else not edges
     if use_learned:
-        parents = learn_parents(z, nodes, onset_idx, anomaly >= ANOMALY_Z)
+        parents = learn_parents(z, nodes, onset_idx, dev >= ANOMALY_Z)
         graph_source = "learned"
     else:
         parents = parents_from_callgraph(nodes, edges or [])
@@ -153,8 +173,9 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     zc = np.clip(z, -50, 50)
     zq = zc * np.abs(zc) / 10.0
 
-    # 4. Residual after parents, per metric.
-    results: list[NodeResult] = []
+    # 4. Residual after parents, per metric: what of its deviation the parents do not explain.
+    resids = np.empty_like(z)
+    contribs: list[dict[int, float]] = []
     for j in range(m):
         ps = parents[j]
         feats = [np.ones(n)]
@@ -172,28 +193,39 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
             feats.append(common_q[k])
             names.append(-1)
         y = z[:, j]
+        contrib: dict[int, float] = {}
         if len(feats) > 1:
             xm = np.column_stack(feats)
             coef = _ridge(xm, y)
-            fit = xm @ coef
-            resid = y - fit
-            contrib: dict[int, float] = {}
+            resid = y - xm @ coef
             for c, p in enumerate(names, start=1):
                 if p >= 0:
                     d = float(np.median(xm[split:, c]) - np.median(xm[:split, c])) * coef[c]
                     contrib[p] = contrib.get(p, 0.0) + d
         else:
             resid = y - np.median(y[:split])
-            contrib = {}
-        rmed, rscale = robust_center_scale(resid[:split])
-        rz = (resid - rmed) / rscale
-        residual = float(upper_mean(np.abs(rz[split:]), share=share)) if n > split else 0.0
-        a = float(anomaly[j])
+        # In the metric's own baseline sigmas, like its deviation, so the two compare.
+        resids[:, j] = resid - np.median(resid[:split])
+        contribs.append(contrib)
+    unexplained = np.minimum(_deviation(resids, split, share, weight), dev)
+
+    results: list[NodeResult] = []
+    for j in range(m):
+        ps = parents[j]
+        a = float(dev[j])
+        residual = float(unexplained[j])
+        y = z[:, j]
         shift = float(np.median(y[split:]) - np.median(y[:split])) if n > split else 0.0
         explained = 0.0
-        if abs(shift) > 1e-9 and contrib:
-            explained = float(np.clip(sum(contrib.values()) / shift, 0.0, 1.0))
-        score = residual if a >= ANOMALY_Z else 0.1 * min(residual, a)
+        if abs(shift) > 1e-9 and contribs[j]:
+            explained = float(np.clip(sum(contribs[j].values()) / shift, 0.0, 1.0))
+        # A metric downstream of a parent whose own change is unexplained is its effect, even
+        # where the regression cannot model the link (saturation, non-monotone responses).
+        up = max((float(unexplained[p]) for p in ps), default=0.0)
+        upstream = max(0.0, up - NOISE_DEV) / max(residual, NOISE_DEV)
+        score = residual / (1.0 + UPSTREAM_WEIGHT * upstream)
+        if a < GATE_DEV:
+            score *= 0.1
         o = float(onset_idx[j])
         results.append(
             NodeResult(
@@ -205,7 +237,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
                 onset=float(times[int(o)]) if o >= 0 else None,
                 explained=explained,
                 parents=ps,
-                contrib=contrib,
+                contrib=contribs[j],
             )
         )
 
