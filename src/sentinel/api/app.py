@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Response
 from prometheus_client import generate_latest
@@ -12,6 +13,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sentinel.api import (
     dashboard,
@@ -33,6 +36,32 @@ from sentinel.flows.runtime import Enqueuer, Worker
 from sentinel.incident.models import Incident, IncidentStatus
 
 log = logging.getLogger("sentinel.api")
+
+
+class SentinelApp(FastAPI):
+    """FastAPI plus a table of hot endpoints served without the middleware stack.
+
+    The Alertmanager webhook is the only one: it is a plain ASGI endpoint that does its own
+    error mapping, and skipping routing, dependency injection and five middlewares is most
+    of what separates it from a bare Starlette endpoint. The same endpoint is also on the
+    router, so every other method on its path gets the usual 405.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hot: dict[tuple[str, str], ASGIApp] = {}
+
+    def add_hot_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
+        self.hot[(method, path)] = endpoint
+        self.router.routes.insert(0, Route(path, endpoint, methods=[method]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            hot = self.hot.get((scope["method"], scope["path"]))
+            if hot is not None:
+                await hot(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
@@ -57,10 +86,12 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
             state.enqueuer.close()
             engine.dispose()
 
-    app = FastAPI(title="Sentinel", version="0.1.0", lifespan=lifespan)
+    app = SentinelApp(title="Sentinel", version="0.1.0", lifespan=lifespan)
     app.state.sentinel = state
     errors.install(app)
-    app.include_router(routes_alerts.router)
+    app.add_hot_route(
+        "POST", routes_alerts.ALERTMANAGER_PATH, routes_alerts.AlertmanagerEndpoint(state)
+    )
     app.include_router(routes_read.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_slack.router)

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sentinel.core.db import transaction
+from sentinel.core.db import (
+    WalCheckpointer,
+    disable_autocheckpoint,
+    is_file_sqlite,
+    transaction,
+)
 from sentinel.incident.ingest import Delivery, IngestOutcome, ingest_batch
 
 log = logging.getLogger("sentinel.ingest")
@@ -48,6 +53,8 @@ class IngestWriter:
         self.start_triage = start_triage
         self.max_batch = max_batch
         self._q: queue.Queue[_Job | None] = queue.Queue()
+        self._sqlite = is_file_sqlite(engine)
+        self._checkpointer = WalCheckpointer(engine).start() if self._sqlite else None
         self._thread = threading.Thread(target=self._run, name="sentinel-ingest", daemon=True)
         self._thread.start()
         self.batches = 0
@@ -64,6 +71,8 @@ class IngestWriter:
         """Finish what is queued, then stop."""
         self._q.put(None)
         self._thread.join(timeout=30)
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
 
     def _run(self) -> None:
         while True:
@@ -87,6 +96,8 @@ class IngestWriter:
 
     def _store(self, jobs: list[_Job]) -> list[IngestOutcome]:
         with transaction(self.engine) as s:
+            if self._sqlite:
+                disable_autocheckpoint(s)
             outs = ingest_batch(
                 session=s,
                 deliveries=[j.delivery for j in jobs],
@@ -101,24 +112,31 @@ class IngestWriter:
         except Exception as exc:  # noqa: BLE001 - isolate the failing delivery below
             if len(jobs) == 1:
                 log.exception("ingest failed")
-                _resolve(jobs[0], exc)
+                _resolve([(jobs[0], exc)])
                 return
             for j in jobs:
                 self._commit([j])
             return
         self.batches += 1
         self.deliveries += len(jobs)
-        for j, o in zip(jobs, outs, strict=True):
-            _resolve(j, o)
+        _resolve(list(zip(jobs, outs, strict=True)))
 
 
-def _resolve(job: _Job, result: IngestOutcome | BaseException) -> None:
-    def done() -> None:
+def _resolve(results: list[tuple[_Job, IngestOutcome | BaseException]]) -> None:
+    """Wake the waiting requests: one loop wake-up per event loop, not one per delivery."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Job, IngestOutcome | BaseException]]]
+    by_loop = {}
+    for job, result in results:
+        by_loop.setdefault(job.loop, []).append((job, result))
+    for loop, items in by_loop.items():
+        loop.call_soon_threadsafe(_set_results, items)
+
+
+def _set_results(items: list[tuple[_Job, IngestOutcome | BaseException]]) -> None:
+    for job, result in items:
         if job.future.done():
-            return
+            continue  # the request was cancelled (client gone); the delivery is stored anyway
         if isinstance(result, BaseException):
             job.future.set_exception(result)
         else:
             job.future.set_result(result)
-
-    job.loop.call_soon_threadsafe(done)

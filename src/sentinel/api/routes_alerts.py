@@ -1,31 +1,61 @@
-"""POST /api/v1/alerts/*: authenticate, bound, parse, store durably, then reply 202."""
+"""POST /api/v1/alerts/*: authenticate, bound, parse, store durably, then reply 202.
+
+The ingest endpoint is the one hot path of the API, so it is a plain ASGI endpoint: no
+dependency injection, no middleware stack (``SentinelApp`` hands it the request directly;
+the router holds the same endpoint for everything else, e.g. a 405 on GET). It does its
+own error mapping to the INTERFACES.md shape. Nothing is acknowledged before the group
+commit of ``IngestWriter`` has committed it.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from sentinel.api.metrics import ALERTS_RECEIVED, INGEST_SECONDS
-from sentinel.api.state import AppState, get_state
-from sentinel.core.errors import BadRequest, PayloadTooLarge
+from sentinel.api.state import AppState
+from sentinel.auth.service import Principal
+from sentinel.core.errors import BadRequest, PayloadTooLarge, SentinelError
 from sentinel.core.ids import triage_workflow_id
 from sentinel.flows.incident import TRIAGE
 from sentinel.incident.ingest import Delivery
 from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
 
-router = APIRouter(prefix="/api/v1/alerts", tags=["ingest"])
+log = logging.getLogger("sentinel.api")
+
+ALERTMANAGER_PATH = "/api/v1/alerts/alertmanager"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_SECONDS = INGEST_SECONDS.labels("alertmanager")
+_RECEIVED = {s: ALERTS_RECEIVED.labels("alertmanager", s) for s in ("firing", "resolved")}
+_JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
+class _Disconnected(Exception):
+    """The client went away before the body arrived: nothing to store, nothing to answer."""
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v).decode("latin-1")
+    return None
+
+
+async def read_limited(scope: Scope, receive: Receive, limit: int) -> bytes:
     """Read the body, refusing (413) anything over the limit before holding it all."""
-    declared = request.headers.get("content-length")
+    declared = _header(scope, b"content-length")
     if declared is not None:
         try:
             size = int(declared)
@@ -35,12 +65,17 @@ async def read_limited(request: Request, limit: int) -> bytes:
             raise PayloadTooLarge(f"body of {size} bytes exceeds the {limit}-byte limit")
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
         total += len(chunk)
         if total > limit:
             raise PayloadTooLarge(f"body exceeds the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -66,30 +101,66 @@ def start_triage(state: AppState) -> Callable[[Session, list[str]], None]:
     return start
 
 
-@router.post("/alertmanager", status_code=202)
-async def alertmanager(request: Request) -> JSONResponse:
-    """Prometheus Alertmanager webhook, version 4."""
-    state = get_state(request)
-    with INGEST_SECONDS.labels("alertmanager").time():
-        principal = await run_in_threadpool(
-            state.authenticate, request.headers.get("authorization")
-        )
-        principal.require("ingest")
-        body = await read_limited(request, state.settings.ingest.max_body_bytes)
-        raw = parse_json_object(body)
-        try:
-            payload = AlertmanagerWebhook.model_validate(raw)
-        except ValidationError as exc:
-            details = [
-                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-                for e in exc.errors(include_url=False, include_input=False)
-            ]
-            raise BadRequest("not a valid Alertmanager v4 webhook payload", details) from exc
-        alerts = normalize_alertmanager(payload)
-        out = await state.writer.submit(
-            Delivery(alerts=alerts, raw=raw, source="alertmanager", principal=principal.name)
-        )
-        ids = out.incident_ids
+async def _principal(state: AppState, scope: Scope) -> Principal:
+    authorization = _header(scope, b"authorization")
+    cached = state.cached_principal(authorization)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(state.authenticate, authorization)
+
+
+async def _ingest_alertmanager(state: AppState, scope: Scope, receive: Receive) -> dict[str, Any]:
+    principal = await _principal(state, scope)
+    principal.require("ingest")
+    body = await read_limited(scope, receive, state.settings.ingest.max_body_bytes)
+    raw = parse_json_object(body)
+    try:
+        payload = AlertmanagerWebhook.model_validate(raw)
+    except ValidationError as exc:
+        details = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise BadRequest("not a valid Alertmanager v4 webhook payload", details) from exc
+    alerts = normalize_alertmanager(payload)
+    out = await state.writer.submit(
+        Delivery(alerts=alerts, raw=raw, source="alertmanager", principal=principal.name)
+    )
     for a in alerts:
-        ALERTS_RECEIVED.labels("alertmanager", a.status).inc()
-    return JSONResponse(status_code=202, content={"accepted": len(alerts), "incident_ids": ids})
+        _RECEIVED[a.status].inc()
+    return {"accepted": len(alerts), "incident_ids": out.incident_ids}
+
+
+async def _reply(send: Send, status: int, content: Any) -> None:
+    body = json.dumps(content, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class AlertmanagerEndpoint:
+    """The ASGI endpoint of the Prometheus Alertmanager webhook (version 4)."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        try:
+            status, content = 202, await _ingest_alertmanager(self.state, scope, receive)
+        except _Disconnected:
+            return
+        except SentinelError as exc:
+            status = exc.status
+            content = {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
+        except Exception:  # noqa: BLE001 - answered as the API's 500 shape, never raised
+            log.exception("ingest failed")
+            status = 500
+            content = {"error": {"code": "internal", "message": "internal error", "details": None}}
+        await _reply(send, status, content)
+        _SECONDS.observe(time.perf_counter() - started)

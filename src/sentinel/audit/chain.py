@@ -14,21 +14,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import rfc8785
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
+from sentinel.audit.canonical import canonical, clean_details
 from sentinel.audit.models import AuditRecord
 from sentinel.core.clock import utcnow
 from sentinel.core.ids import new_id
-from sentinel.core.redact import redact
+from sentinel.core.rawsql import RawSql
 
 GENESIS = "00" * 32
 
 
-def canonical(obj: Any) -> bytes:
-    """RFC 8785 canonical JSON bytes of a JSON-compatible object."""
-    return bytes(rfc8785.dumps(obj))
+__all__ = ["GENESIS", "Appended", "Entry", "append", "append_many", "canonical", "chain_hash"]
+
+
+def _body(
+    audit_id: str, ts: str, actor: str, action_type: str, incident_id: str | None, details: Any
+) -> bytes:
+    """A record's canonical body; ``details`` made JSON-compatible and redacted on the way."""
+    clean, plain = clean_details(details)
+    doc = {
+        "audit_id": audit_id,
+        "timestamp": ts,
+        "actor": actor,
+        "action_type": action_type,
+        "incident_id": incident_id,
+        "details": clean,
+    }
+    return canonical(doc, plain=plain)
 
 
 def chain_hash(prev_hash_hex: str, seq: int, body: bytes) -> str:
@@ -39,11 +53,6 @@ def chain_hash(prev_hash_hex: str, seq: int, body: bytes) -> str:
     h.update(seq.to_bytes(8, "big"))
     h.update(body)
     return h.hexdigest()
-
-
-def _jsonable(value: Any) -> Any:
-    """Make details JSON-compatible (datetimes to ISO strings, tuples to lists, floats kept)."""
-    return json.loads(json.dumps(value, default=str))
 
 
 @dataclass(frozen=True)
@@ -65,16 +74,7 @@ def append(
     """Append one record inside the caller's transaction (it commits with the caller's change)."""
     audit_id = new_id()
     ts = (at or utcnow()).isoformat().replace("+00:00", "Z")
-    body = canonical(
-        {
-            "audit_id": audit_id,
-            "timestamp": ts,
-            "actor": str(actor),
-            "action_type": str(action_type),
-            "incident_id": incident_id,
-            "details": redact(_jsonable(details)),
-        }
-    )
+    body = _body(audit_id, ts, str(actor), str(action_type), incident_id, details)
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         row = session.execute(
@@ -138,24 +138,14 @@ def append_many(
     ts = ts_dt.isoformat().replace("+00:00", "Z")
     ids = [new_id() for _ in entries]
     bodies = [
-        canonical(
-            {
-                "audit_id": audit_id,
-                "timestamp": ts,
-                "actor": str(e.actor),
-                "action_type": str(e.action_type),
-                "incident_id": e.incident_id,
-                "details": redact(_jsonable(e.details)),
-            }
-        )
+        _body(audit_id, ts, str(e.actor), str(e.action_type), e.incident_id, e.details)
         for audit_id, e in zip(ids, entries, strict=True)
     ]
-    if session.get_bind().dialect.name == "postgresql":
-        res = session.execute(
-            text(
-                "SELECT seq, hash FROM sentinel_audit_append_many(:ids, CAST(:ts AS timestamptz),"
-                " :actors, :types, :incidents, :bodies)"
-            ),
+    sql = RawSql(session)
+    if sql.pg:
+        res = sql.rows(
+            "SELECT seq, hash FROM sentinel_audit_append_many(:ids, CAST(:ts AS timestamptz),"
+            " :actors, :types, :incidents, :bodies)",
             {
                 "ids": ids,
                 "ts": ts,
@@ -164,15 +154,11 @@ def append_many(
                 "incidents": [e.incident_id for e in entries],
                 "bodies": bodies,
             },
-        ).all()
-        return [Appended(int(r.seq), i, str(r.hash)) for r, i in zip(res, ids, strict=True)]
-    head = session.execute(
-        select(AuditRecord.seq, AuditRecord.cryptographic_hash)
-        .order_by(AuditRecord.seq.desc())
-        .limit(1)
-    ).first()
-    seq = head.seq if head else 0
-    prev = head.cryptographic_hash if head else GENESIS
+        )
+        return [Appended(int(seq), i, str(h)) for (seq, h), i in zip(res, ids, strict=True)]
+    head = sql.rows("SELECT seq, cryptographic_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+    seq, prev = (int(head[0][0]), str(head[0][1])) if head else (0, GENESIS)
+    stamp = sql.ts(ts_dt)
     rows: list[dict[str, Any]] = []
     out: list[Appended] = []
     for audit_id, e, body in zip(ids, entries, bodies, strict=True):
@@ -182,7 +168,7 @@ def append_many(
             {
                 "seq": seq,
                 "audit_id": audit_id,
-                "timestamp": ts_dt,
+                "timestamp": stamp,
                 "actor": str(e.actor),
                 "action_type": str(e.action_type),
                 "incident_id": e.incident_id,
@@ -193,7 +179,12 @@ def append_many(
         )
         out.append(Appended(seq, audit_id, digest))
         prev = digest
-    session.execute(insert(AuditRecord), rows)
+    sql.many(
+        "INSERT INTO audit_log (seq, audit_id, timestamp, actor, action_type, incident_id, body,"
+        " prev_hash, cryptographic_hash) VALUES (:seq, :audit_id, :timestamp, :actor,"
+        " :action_type, :incident_id, :body, :prev_hash, :cryptographic_hash)",
+        rows,
+    )
     return out
 
 

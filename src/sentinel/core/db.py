@@ -7,6 +7,9 @@ Services flush and never commit; the request or the workflow step owns the trans
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -91,6 +94,65 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         max_overflow=pool_size,
         pool_pre_ping=True,
     )
+
+
+class WalCheckpointer:
+    """Checkpoint a SQLite WAL from a thread of its own, so no committing writer pays for it.
+
+    With SQLite's default, the commit that pushes the WAL past 1,000 pages copies it into
+    the database file and fsyncs, inside the writer's critical path: under ingest load one
+    commit in ~20 took 8-27 ms instead of 0.5 ms. The ingest writer turns its connection's
+    auto-checkpoint off (``disable_autocheckpoint``) and this thread runs a PASSIVE
+    checkpoint every ``interval`` seconds on its own connection; PASSIVE never blocks
+    writers or readers. Other connections keep SQLite's automatic checkpoint as a backstop.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 0.5) -> None:
+        self.path = engine.url.database or ""
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sentinel-wal", daemon=True)
+        self.checkpoints = 0
+
+    def start(self) -> WalCheckpointer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            conn = sqlite3.connect(self.path, timeout=5, isolation_level=None)
+        except sqlite3.Error:
+            logging.getLogger("sentinel.db").warning("WAL checkpointer could not open the db")
+            return
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error:
+                    continue  # busy or gone for a moment: the next round tries again
+        finally:
+            conn.close()
+
+
+def is_file_sqlite(engine: Engine) -> bool:
+    """A SQLite engine on a file (not in memory)."""
+    db = engine.url.database
+    return engine.dialect.name == "sqlite" and bool(db) and db != ":memory:"
+
+
+def disable_autocheckpoint(session: Session) -> None:
+    """Turn this session's SQLite connection's automatic WAL checkpoint off (once)."""
+    conn = session.connection()
+    if conn.info.get("sentinel_no_autockpt"):
+        return
+    conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+    conn.info["sentinel_no_autockpt"] = True
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

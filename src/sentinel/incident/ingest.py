@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from sentinel.audit import chain as audit
 from sentinel.audit.models import ActionType, Actor
 from sentinel.core.clock import utcnow
 from sentinel.core.ids import new_id
-from sentinel.incident.models import OPEN_STATUSES, Alert, AlertStatus, Incident, IncidentStatus
+from sentinel.core.rawsql import RawSql
+from sentinel.incident.models import OPEN_STATUSES, AlertStatus, IncidentStatus
 from sentinel.incident.schemas import AlertIn
 
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -79,6 +80,7 @@ def ingest_batch(
 ) -> list[IngestOutcome]:
     """Store deliveries in order; returns one outcome per delivery. Flushes, never commits."""
     now = now or utcnow()
+    sql = RawSql(session)
     all_alerts = [a for d in deliveries for a in d.alerts]
     services = {a.service for a in all_alerts}
     _lock_services(session, services)
@@ -87,40 +89,34 @@ def ingest_batch(
     # Latest alert row per (source, fingerprint), preferring one on a not-CLOSED incident.
     known: dict[tuple[str, str], _AlertState] = {}
     if keys:
-        fps = sorted({fp for _, fp in keys})
-        rows = session.execute(
-            select(
-                Alert.alert_id,
-                Alert.source,
-                Alert.fingerprint,
-                Alert.received_count,
-                Alert.last_received_at,
-                Alert.incident_id,
-                Incident.status,
-            )
-            .join(Incident, Incident.incident_id == Alert.incident_id)
-            .where(Alert.fingerprint.in_(fps))
-        ).all()
-        for r in sorted(rows, key=lambda r: (r.status in _OPEN, r.last_received_at)):
-            if (r.source, r.fingerprint) in keys:
-                known[(r.source, r.fingerprint)] = _AlertState(
-                    r.alert_id, r.incident_id, r.status in _OPEN, r.received_count
-                )
+        params: dict[str, Any] = {}
+        where = sql.in_("a.fingerprint", "fp", sorted({fp for _, fp in keys}), params)
+        rows = sql.rows(
+            "SELECT a.alert_id, a.source, a.fingerprint, a.received_count,"
+            " a.last_received_at, a.incident_id, i.status"
+            " FROM alerts a JOIN incidents i ON i.incident_id = a.incident_id"
+            f" WHERE {where}",
+            params,
+        )
+        # Same-backend timestamps order correctly as they come (datetimes, or fixed-width text).
+        for alert_id, source, fp, count, _last, incident_id, status in sorted(
+            rows, key=lambda r: (r[6] in _OPEN, r[4])
+        ):
+            if (source, fp) in keys:
+                known[(source, fp)] = _AlertState(alert_id, incident_id, status in _OPEN, count)
 
     # Newest open incident per service inside the window.
     by_service: dict[str, tuple[str, datetime]] = {}
     if services:
-        cutoff = now - timedelta(seconds=window_seconds)
-        for g in session.execute(
-            select(Incident.incident_id, Incident.service, Incident.created_at)
-            .where(
-                Incident.service.in_(sorted(services)),
-                Incident.status.in_(_OPEN),
-                Incident.last_alert_at >= cutoff,
-            )
-            .order_by(Incident.created_at)
+        params = {"cutoff": sql.ts(now - timedelta(seconds=window_seconds))}
+        svc_in = sql.in_("service", "svc", sorted(services), params)
+        st_in = sql.in_("status", "st", _OPEN, params)
+        for incident_id, service in sql.rows(
+            f"SELECT incident_id, service FROM incidents WHERE {svc_in} AND {st_in}"
+            " AND last_alert_at >= :cutoff ORDER BY created_at",
+            params,
         ):
-            by_service[g.service] = (g.incident_id, g.created_at)
+            by_service[service] = (incident_id, now)
 
     new_incidents: list[dict[str, Any]] = []
     touched_incidents: set[str] = set()
@@ -141,27 +137,76 @@ def ingest_batch(
                 out.incident_ids.append(iid)
         outcomes.append(out)
 
-    if new_incidents:
-        session.execute(insert(Incident), new_incidents)
-    new_alerts = [s.values for s in known.values() if s.new]
-    if new_alerts:
-        session.execute(insert(Alert), new_alerts)
-    changed = [
-        {"alert_id": s.alert_id, **s.values} for s in known.values() if s.dirty and not s.new
-    ]
-    for group in _by_columns(changed):
-        # ORM bulk UPDATE by primary key: one executemany per column set.
-        session.execute(update(Alert), group)
-    existing_touched = touched_incidents - {i["incident_id"] for i in new_incidents}
-    if existing_touched:
-        session.execute(
-            update(Incident)
-            .where(Incident.incident_id.in_(sorted(existing_touched)))
-            .values(last_alert_at=now),
-            execution_options={"synchronize_session": False},
-        )
+    _write(sql, now, new_incidents, known, touched_incidents)
     audit.append_many(session, entries, at=now)
     return outcomes
+
+
+_INSERT_INCIDENT = (
+    "INSERT INTO incidents (incident_id, status, service, title, severity, source_alert,"
+    " created_at, updated_at, last_alert_at) VALUES (:incident_id, :status, :service, :title,"
+    " :severity, :source_alert, :created_at, :updated_at, :last_alert_at)"
+)
+_ALERT_COLUMNS = (
+    "alert_id, incident_id, source, fingerprint, alertname, service, status, labels,"
+    " annotations, starts_at, ends_at, generator_url, received_count, first_received_at,"
+    " last_received_at, resolved_at"
+)
+_INSERT_ALERT = (
+    f"INSERT INTO alerts ({_ALERT_COLUMNS}) VALUES ("
+    + ", ".join(":" + c.strip() for c in _ALERT_COLUMNS.split(","))
+    + ")"
+)
+_TIMES = ("starts_at", "ends_at", "first_received_at", "last_received_at", "resolved_at")
+
+
+def _write(
+    sql: RawSql,
+    now: datetime,
+    new_incidents: list[dict[str, Any]],
+    known: dict[tuple[str, str], _AlertState],
+    touched_incidents: set[str],
+) -> None:
+    ts = sql.ts(now)
+    sql.many(
+        _INSERT_INCIDENT,
+        [
+            {
+                **i,
+                "source_alert": sql.doc(i["source_alert"]),
+                "created_at": ts,
+                "updated_at": ts,
+                "last_alert_at": ts,
+            }
+            for i in new_incidents
+        ],
+    )
+    sql.many(_INSERT_ALERT, [_alert_row(sql, s.values) for s in known.values() if s.new])
+    changed = [{"pk": s.alert_id, **s.values} for s in known.values() if s.dirty and not s.new]
+    for group in _by_columns(changed):
+        # UPDATE by primary key: one executemany per column set.
+        cols = [c for c in group[0] if c != "pk"]
+        sets = ", ".join(f"{c} = :{c}" for c in cols)
+        sql.many(
+            f"UPDATE alerts SET {sets} WHERE alert_id = :pk",
+            [{k: (sql.ts(v) if k in _TIMES else v) for k, v in r.items()} for r in group],
+        )
+    existing = touched_incidents - {i["incident_id"] for i in new_incidents}
+    if existing:
+        params: dict[str, Any] = {"now": ts}
+        where = sql.in_("incident_id", "iid", sorted(existing), params)
+        sql.run(
+            f"UPDATE incidents SET last_alert_at = :now, updated_at = :now WHERE {where}", params
+        )
+
+
+def _alert_row(sql: RawSql, values: dict[str, Any]) -> dict[str, Any]:
+    row = dict(values)
+    row["labels"] = sql.doc(row["labels"])
+    row["annotations"] = sql.doc(row["annotations"])
+    for k in _TIMES:
+        row[k] = sql.ts(row[k])
+    return row
 
 
 def _by_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
