@@ -36,6 +36,7 @@ from sentinel.analysis.causal.series import Array, ChangeEvent, MetricFrame
 MAX_POINTS = 2400  # longer windows are block-averaged (1 h at 1 s -> 2 s steps)
 ANOMALY_Z = 2.0  # a metric whose post-onset deviation is below this is calm
 RIDGE = 1e-2
+POINTS_PER_FEATURE = 5
 GATE_DEV = 1.0  # below this deviation (baseline sigmas) a metric is not a candidate
 NOISE_DEV = 0.5  # an unexplained deviation this small is noise
 UPSTREAM_WEIGHT = 1.0
@@ -178,20 +179,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     contribs: list[dict[int, float]] = []
     for j in range(m):
         ps = parents[j]
-        feats = [np.ones(n)]
-        names: list[int] = []
-        for p in ps:
-            feats.append(z[:, p])
-            names.append(p)
-            feats.append(zl[:, p])
-            names.append(p)
-            feats.append(zq[:, p])  # propagation is rarely linear (saturation, retries)
-            names.append(p)
-        for k in sorted(common):  # every common mode: a surge moves cpu, then latency
-            feats.append(common[k])
-            names.append(-1)
-            feats.append(common_q[k])
-            names.append(-1)
+        feats, names = _features(ps, z, zl, zq, common, common_q, n)
         y = z[:, j]
         contrib: dict[int, float] = {}
         if len(feats) > 1:
@@ -253,6 +241,35 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         event_boost=boost,
         service_scores=_service_scores(results, boost),
     )
+
+
+def _features(
+    ps: list[int],
+    z: Array,
+    zl: Array,
+    zq: Array,
+    common: dict[str, Array],
+    common_q: dict[str, Array],
+    n: int,
+) -> tuple[list[Array], list[int]]:
+    """Regressors of one metric and the parent each belongs to (-1: a common mode).
+
+    The full model (each parent now, lagged and convex, plus every common mode) needs
+    ``POINTS_PER_FEATURE`` points per regressor; on short windows (an alert that fires a
+    minute after the fault) it falls back to the parents' current values, then to none:
+    an overfitted regression would explain every deviation away.
+    """
+    full: list[tuple[Array, int]] = []
+    for p in ps:
+        # propagation is rarely linear (saturation, retries) and takes time (lag)
+        full += [(z[:, p], p), (zl[:, p], p), (zq[:, p], p)]
+    for k in sorted(common):  # every common mode: a surge moves cpu, then latency
+        full += [(common[k], -1), (common_q[k], -1)]
+    simple = [(z[:, p], p) for p in ps]
+    for cand in (full, simple):
+        if n >= POINTS_PER_FEATURE * (len(cand) + 1):
+            return [np.ones(n)] + [f for f, _ in cand], [p for _, p in cand]
+    return [np.ones(n)], []
 
 
 def _ridge(x: Array, y: Array) -> Array:

@@ -37,6 +37,12 @@ _LOAD_WORDS = ("request", "requests", "rate", "rps", "qps", "traffic", "throughp
 def metric_kind(metric: str) -> Kind:
     """Classify a metric name; unknown names count as the service's own resource state."""
     m = metric.lower().replace("-", "_")
+    if m.startswith("alert:"):  # an alert rule's own series (CheckoutHighErrorRate): its SLI
+        name = m[len("alert:") :]
+        if any(e in name for e in _ERROR_WORDS if len(e) > 3):
+            return Kind.ERROR
+        if any(e in name for e in ("latency", "duration", "slow", "p99", "p95")):
+            return Kind.LATENCY
     words = [w for w in m.split("_") if w] or [m]
     if any(w.startswith(e) for w in words for e in _ERROR_WORDS):
         return Kind.ERROR
