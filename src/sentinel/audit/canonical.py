@@ -150,7 +150,12 @@ def _clean(v: Any, state: list[bool]) -> Any:
             secret, plain = _key_info(k)
             if not plain:
                 state[0] = False
-            out[k] = REDACTED if secret else _clean(item, state)
+            if secret:
+                out[k] = REDACTED
+            elif type(item) is str and item in _VALUES:
+                out[k] = item  # the common case, inlined: a string already known clean
+            else:
+                out[k] = _clean(item, state)
         return out
     if isinstance(v, list | tuple):
         return [_clean(item, state) for item in v]
