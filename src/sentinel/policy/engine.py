@@ -50,10 +50,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from operator import attrgetter
 
 from pydantic import BaseModel, ConfigDict
 
+from sentinel.policy._memo import derived
 from sentinel.policy.actions import (
     CATALOG,
     Action,
@@ -69,14 +69,15 @@ from sentinel.policy.actions import (
     RolloutRestartDeployment,
     RunSshCommand,
     ScaleDeployment,
+    _raw_digest,
     parse_proposal,
-    proposal_digest,
 )
-from sentinel.policy.facts import DeploymentFact, Facts, Inventory, PodFact
+from sentinel.policy.facts import DeploymentFact, Facts, HistoryField, Inventory, PodFact
 from sentinel.policy.rules import (
     FreezeOutcome,
     Policy,
     PolicyDocument,
+    RateLimit,
     RateLimitScope,
     Rule,
     RuleEffect,
@@ -97,13 +98,33 @@ __all__ = [
 ]
 
 
-_PER_TARGET = RateLimitScope.TARGET
-_PER_SERVICE = RateLimitScope.SERVICE
-_HISTORY_FIELD = {
-    RateLimitScope.TARGET: attrgetter("target"),
-    RateLimitScope.SERVICE: attrgetter("service"),
-    RateLimitScope.ACTION: attrgetter("action_id"),
+_HISTORY_FIELD: dict[RateLimitScope, HistoryField] = {
+    RateLimitScope.TARGET: "target",
+    RateLimitScope.SERVICE: "service",
+    RateLimitScope.ACTION: "action_id",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class _Limit:
+    """A rate limit with what each decision needs already worked out."""
+
+    limit: RateLimit
+    counted: frozenset[str]  # action ids it applies to and counts; empty: every one
+    field: HistoryField
+    window: timedelta
+
+
+def _limits(rate_limits: list[RateLimit]) -> tuple[_Limit, ...]:
+    return tuple(
+        _Limit(
+            limit,
+            frozenset(a.value for a in limit.actions),
+            _HISTORY_FIELD[limit.per],
+            timedelta(seconds=limit.window_seconds),
+        )
+        for limit in rate_limits
+    )
 
 
 class Outcome(StrEnum):
@@ -369,7 +390,9 @@ class _Evaluation:
         return self._gate(env.mode, env.runs_alone(self.risk))
 
     def _reject_proposal(self, error: ProposalError) -> Decision:
-        self.digest = proposal_digest(self.proposal)
+        # What proposal_digest() gives for a proposal that does not parse, without parsing
+        # it a second time.
+        self.digest = _raw_digest(self.proposal)
         if error.code == "not_in_catalog":
             self.reasons.append(error.message)
             self._step("catalog", StepStatus.FAIL, error.message, "catalog.unknown_action")
@@ -453,43 +476,33 @@ class _Evaluation:
     def _check_rate_limits(self) -> Decision | None:
         action = self.action
         assert action is not None
-        now = self.facts.now
-        history = self.facts.history
+        facts = self.facts
+        now = facts.now
         action_id = action.action_id.value
-        columns: dict[RateLimitScope, list[str | None]] = {}
-        for limit in self.doc.rate_limits:
-            counted = frozenset(a.value for a in limit.actions)
+        limits = derived(self.policy._memo, "rate_limits", self.doc.rate_limits, _limits)
+        for entry in limits:
+            counted = entry.counted
             if counted and action_id not in counted:
                 continue
-            per = limit.per
-            if per is _PER_TARGET:
-                key, what = self.target, f"target {self.target}"
-            elif per is _PER_SERVICE:
-                key, what = self.service, f"service {self.service}"
+            field = entry.field
+            limit = entry.limit
+            key: str | None
+            if field == "target":
+                key = self.target
+            elif field == "service":
+                key = self.service
                 if key is None:
                     self._step(
                         "rate limit", StepStatus.INFO, "no owning service: skipped", limit.id
                     )
                     continue
             else:
-                key, what = action_id, f"action {action_id}"
-            column = columns.get(per)
-            if column is None:
-                column = columns[per] = list(map(_HISTORY_FIELD[per], history))
-            # Matches over all time bound the count in the window: when that is already
-            # under the limit (the common case) the exact count is only needed to explain.
-            count = column.count(key)
+                key = action_id
+            assert key is not None
+            # Entries stamped after `now` (clock skew) count too: err on the safe side.
+            count = facts.history_count(field, key, now - entry.window, counted)
             if count >= limit.max or self.steps is not None:
-                since = now - timedelta(seconds=limit.window_seconds)
-                # Entries stamped after `now` (clock skew) count too: err on the safe side.
-                count = sum(
-                    1
-                    for past, past_key in zip(history, column, strict=True)
-                    if past_key == key
-                    and past.at > since
-                    and (not counted or past.action_id in counted)
-                )
-            if count >= limit.max or self.steps is not None:
+                what = f"{'action' if field == 'action_id' else field} {key}"
                 detail = f"{count} of max {limit.max} in {limit.window_seconds}s for {what}"
                 if count >= limit.max:
                     return self._deny(
@@ -516,18 +529,22 @@ class _Evaluation:
                 n += pod is not None and pod.namespace == d.namespace and pod.deployment == d.name
             return n
 
+        # The pass details are only built for an explanation; denials always say why.
+        explaining = self.steps is not None
         denied: str | None = None
         detail = "not a pod-level action"
         if isinstance(action, RestartKubernetesPod):
             affected = in_flight | {(action.namespace, action.pod)}
-            detail = f"{len(affected)} pod(s) at once (max {radius.max_pods})"
+            if explaining:
+                detail = f"{len(affected)} pod(s) at once (max {radius.max_pods})"
             if len(affected) > radius.max_pods:
                 denied = f"{len(affected)} pods would be down at once (max {radius.max_pods})"
             elif dep is not None:
                 # A restarted pod comes straight back, so one pod is always allowed.
                 allowed = max(1, dep.replicas * radius.max_percent // 100)
                 n = of_deployment(affected, dep)
-                detail += f"; {n} of {dep.replicas} replicas of {dep.name} (max {allowed})"
+                if explaining:
+                    detail += f"; {n} of {dep.replicas} replicas of {dep.name} (max {allowed})"
                 if n > allowed:
                     denied = (
                         f"{n} of {dep.replicas} replicas of {dep.name} would be down at once "
@@ -535,7 +552,8 @@ class _Evaluation:
                     )
         elif isinstance(action, ScaleDeployment) and dep is not None:
             removed = max(0, dep.replicas - action.replicas)
-            detail = f"scale {dep.replicas} -> {action.replicas}: removes {removed} pod(s)"
+            if explaining:
+                detail = f"scale {dep.replicas} -> {action.replicas}: removes {removed} pod(s)"
             if removed:
                 total = len(in_flight) + removed
                 # Scaling down removes capacity for good: no one-pod minimum here.
@@ -550,7 +568,8 @@ class _Evaluation:
                     )
         elif isinstance(action, RolloutRestartDeployment | RollbackDeployment) and dep is not None:
             n = of_deployment(in_flight, dep)
-            detail = f"{n} pod(s) of {dep.name} already being acted on"
+            if explaining:
+                detail = f"{n} pod(s) of {dep.name} already being acted on"
             if n:
                 denied = f"{n} pod(s) of {dep.name} are already being acted on"
         if denied is not None:
@@ -576,7 +595,10 @@ class _Evaluation:
             if required_by is None:
                 required_by = freeze.id
                 self.reasons.append(f"change freeze {freeze.id} needs an approval")
-                self._step("freeze", StepStatus.INFO, f"inside {freeze.id}: approval", freeze.id)
+                if self.steps is not None:
+                    self._step(
+                        "freeze", StepStatus.INFO, f"inside {freeze.id}: approval", freeze.id
+                    )
         if required_by is None:
             self._step("freeze", StepStatus.PASS, "no change freeze in force")
 
@@ -596,7 +618,8 @@ class _Evaluation:
         if mode is RunMode.SHADOW:
             would = Outcome.EXECUTE if autonomous_by is None else Outcome.REQUIRE_APPROVAL
             self.reasons.append(f"shadow mode in {env_name}: recorded, not run (would {would})")
-            self._step("mode", StepStatus.INFO, f"shadow: would {would}", "mode.shadow")
+            if self.steps is not None:
+                self._step("mode", StepStatus.INFO, f"shadow: would {would}", "mode.shadow")
             return self._decide(Outcome.SHADOW, "mode.shadow", shadow_outcome=would)
 
         if mode is RunMode.PROPOSE:
@@ -609,12 +632,13 @@ class _Evaluation:
         elif autonomous_by == "matrix.needs_approval":
             required_by = autonomous_by
             self.reasons.append(f"{self.risk.value} does not run alone in {env_name}")
-        self._step(
-            "mode",
-            StepStatus.INFO,
-            f"{mode}: {'needs approval' if required_by else 'runs alone'}",
-            required_by,
-        )
+        if self.steps is not None:
+            self._step(
+                "mode",
+                StepStatus.INFO,
+                f"{mode}: {'needs approval' if required_by else 'runs alone'}",
+                required_by,
+            )
 
         if required_by is None:
             self.reasons.append(f"{self.risk.value} runs alone in {env_name} (rule {rule.id})")
@@ -653,7 +677,8 @@ class _Evaluation:
             )
             return self._decide(Outcome.REQUIRE_APPROVAL, rule_id, required_by=required_by)
         self.reasons.append(f"approved by {approval.approver} ({approval.approval_id})")
-        self._step("approval", StepStatus.PASS, f"approval {approval.approval_id} is valid")
+        if self.steps is not None:
+            self._step("approval", StepStatus.PASS, f"approval {approval.approval_id} is valid")
         return self._decide(
             Outcome.EXECUTE,
             "approval.valid",

@@ -4,16 +4,23 @@ The caller builds `Facts` from the live inventory (Kubernetes, Redis, hosts, AWS
 action history and the clock; the engine reads nothing else. `now` is an input, so the
 same facts always give the same decision (replay). Every `*_at` is an aware datetime,
 normalised to UTC.
+
+Lookups (a pod by namespace and name, history counts for a rate limit) read tables the
+facts build on first use and keep privately (see `_memo`): facts kept for many decisions
+answer with a dict lookup and a bisect; the answers are always those of a plain scan.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from bisect import bisect_right
+from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
 from operator import attrgetter
-from typing import Annotated, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
+
+from sentinel.policy._memo import Memo, derived, derived_on_reuse, memo_of
 
 __all__ = [
     "ActionRecord",
@@ -23,6 +30,7 @@ __all__ = [
     "EcsServiceFact",
     "Facts",
     "HostFact",
+    "HistoryField",
     "HostGroupFact",
     "Inventory",
     "PodFact",
@@ -44,6 +52,7 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
 """An aware datetime (naive ones are rejected), normalised to UTC."""
 
 _T = TypeVar("_T")
+_K = TypeVar("_K", bound=Hashable)
 
 
 class PodFact(_Fact):
@@ -123,21 +132,42 @@ class Inventory(_Fact):
     ec2_instances: list[Ec2InstanceFact] = Field(default_factory=list)
     ecs_services: list[EcsServiceFact] = Field(default_factory=list)
 
+    # The first lookup of a kind scans; the second builds a table kept on this (frozen)
+    # inventory, so every later one is a dict lookup. Both answer the first item with
+    # that key.
+    _memo: Memo = PrivateAttr(default_factory=Memo)
+
     def pod(self, namespace: str, name: str) -> PodFact | None:
         """The pod with that namespace and name, if it exists."""
-        return _find(self.pods, "name", name, lambda p: p.namespace == namespace)
+        table = derived_on_reuse(memo_of(self), "pods", self.pods, _PODS_BY_KEY)
+        if table is None:
+            return _find(self.pods, "name", name, lambda p: p.namespace == namespace)
+        return table.get((namespace, name))
 
     def deployment(self, namespace: str, name: str) -> DeploymentFact | None:
         """The deployment with that namespace and name, if it exists."""
-        return _find(self.deployments, "name", name, lambda d: d.namespace == namespace)
+        table = derived_on_reuse(
+            memo_of(self), "deployments", self.deployments, _DEPLOYMENTS_BY_KEY
+        )
+        if table is None:
+            return _find(self.deployments, "name", name, lambda d: d.namespace == namespace)
+        return table.get((namespace, name))
 
     def redis_cluster(self, name: str) -> RedisClusterFact | None:
         """The Redis cluster with that name, if it exists."""
-        return _find(self.redis_clusters, "name", name)
+        table = derived_on_reuse(
+            memo_of(self), "redis_clusters", self.redis_clusters, _REDIS_BY_NAME
+        )
+        if table is None:
+            return _find(self.redis_clusters, "name", name)
+        return table.get(name)
 
     def host(self, name: str) -> HostFact | None:
         """The host with that name, if it exists."""
-        return _find(self.hosts, "name", name)
+        table = derived_on_reuse(memo_of(self), "hosts", self.hosts, _HOSTS_BY_NAME)
+        if table is None:
+            return _find(self.hosts, "name", name)
+        return table.get(name)
 
     def allowed_commands(self, host: HostFact) -> set[str]:
         """Command ids allowed on a host: the union over its (known) groups."""
@@ -146,11 +176,17 @@ class Inventory(_Fact):
 
     def ec2_instance(self, instance_id: str) -> Ec2InstanceFact | None:
         """The EC2 instance with that id, if it exists."""
-        return _find(self.ec2_instances, "instance_id", instance_id)
+        table = derived_on_reuse(memo_of(self), "ec2_instances", self.ec2_instances, _EC2_BY_ID)
+        if table is None:
+            return _find(self.ec2_instances, "instance_id", instance_id)
+        return table.get(instance_id)
 
     def ecs_service(self, cluster: str, name: str) -> EcsServiceFact | None:
         """The ECS service with that cluster and name, if it exists."""
-        return _find(self.ecs_services, "name", name, lambda s: s.cluster == cluster)
+        table = derived_on_reuse(memo_of(self), "ecs_services", self.ecs_services, _ECS_BY_KEY)
+        if table is None:
+            return _find(self.ecs_services, "name", name, lambda s: s.cluster == cluster)
+        return table.get((cluster, name))
 
 
 class ActionRecord(_Fact):
@@ -181,6 +217,10 @@ class ApprovalFact(_Fact):
     used: bool = False
 
 
+HistoryField = Literal["action_id", "target", "service"]
+"""An `ActionRecord` field that rate limits count by."""
+
+
 class Facts(_Fact):
     """The complete input about the world for one decision."""
 
@@ -191,11 +231,73 @@ class Facts(_Fact):
     pods_in_flight: list[PodRef] = Field(default_factory=list)
     approval: ApprovalFact | None = None
 
+    _memo: Memo = PrivateAttr(default_factory=Memo)
+
+    def history_count(
+        self,
+        field: HistoryField,
+        key: str,
+        since: datetime,
+        actions: frozenset[str] = frozenset(),
+    ) -> int:
+        """Past actions whose `field` equals `key`, stamped after `since` (strictly).
+
+        When `actions` is not empty only records of those action ids count. Records
+        stamped after `now` (clock skew) count too. The matching timestamps are found
+        once per (field, key, actions) and kept sorted on these facts, so a count is a
+        dict lookup and a bisect.
+        """
+        index = derived(memo_of(self), "history", self.history, _HistoryIndex)
+        times = index.times(field, key, actions)
+        return len(times) - bisect_right(times, since)
+
+
+class _HistoryIndex:
+    """Sorted timestamps of the history records matching a (field, key, actions)."""
+
+    __slots__ = ("_columns", "_history", "_times")
+
+    def __init__(self, history: list[ActionRecord]) -> None:
+        self._history = history
+        self._columns: dict[HistoryField, list[str | None]] = {}
+        self._times: dict[tuple[HistoryField, str, frozenset[str]], list[datetime]] = {}
+
+    def times(self, field: HistoryField, key: str, actions: frozenset[str]) -> list[datetime]:
+        found = self._times.get((field, key, actions))
+        if found is None:
+            found = self._times[field, key, actions] = self._collect(field, key, actions)
+        return found
+
+    def _collect(self, field: HistoryField, key: str, actions: frozenset[str]) -> list[datetime]:
+        column = self._columns.get(field)
+        if column is None:
+            column = self._columns[field] = list(map(attrgetter(field), self._history))
+        history = self._history
+        found: list[datetime] = []
+        i = -1
+        for _ in range(column.count(key)):  # list.count and list.index scan at C speed
+            i = column.index(key, i + 1)
+            record = history[i]
+            if not actions or record.action_id in actions:
+                found.append(record.at)
+        found.sort()
+        return found
+
+
+def _first_by(key: Callable[[_T], _K]) -> Callable[[list[_T]], dict[_K, _T]]:
+    """A table builder: item by key, the first item winning like a scan would."""
+
+    def build(items: list[_T]) -> dict[_K, _T]:
+        backwards = items[::-1]  # later duplicates go in first; the first one overwrites
+        return dict(zip(map(key, backwards), backwards, strict=True))
+
+    return build
+
 
 def _find(
     items: list[_T], attr: str, value: str, also: Callable[[_T], bool] | None = None
 ) -> _T | None:
-    """First item whose `attr` equals `value` (and `also` holds).
+    """First item whose `attr` equals `value` (and `also` holds): one scan, no table.
 
     The key column is built and searched with C-level list operations: a plain
     generator scan costs several times more on inventories of hundreds of items.
@@ -210,3 +312,21 @@ def _find(
         if also is None or also(items[i]):
             return items[i]
         start = i + 1
+
+
+_PODS_BY_KEY: Callable[[list[PodFact]], dict[tuple[str, str], PodFact]] = _first_by(
+    attrgetter("namespace", "name")
+)
+_DEPLOYMENTS_BY_KEY: Callable[[list[DeploymentFact]], dict[tuple[str, str], DeploymentFact]] = (
+    _first_by(attrgetter("namespace", "name"))
+)
+_REDIS_BY_NAME: Callable[[list[RedisClusterFact]], dict[str, RedisClusterFact]] = _first_by(
+    attrgetter("name")
+)
+_HOSTS_BY_NAME: Callable[[list[HostFact]], dict[str, HostFact]] = _first_by(attrgetter("name"))
+_EC2_BY_ID: Callable[[list[Ec2InstanceFact]], dict[str, Ec2InstanceFact]] = _first_by(
+    attrgetter("instance_id")
+)
+_ECS_BY_KEY: Callable[[list[EcsServiceFact]], dict[tuple[str, str], EcsServiceFact]] = _first_by(
+    attrgetter("cluster", "name")
+)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -33,6 +33,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from sentinel.policy._memo import Memo
 from sentinel.policy.actions import CATALOG, ActionId, RiskLevel
 from sentinel.policy.facts import UtcDatetime
 
@@ -219,6 +220,8 @@ class Policy:
 
     document: PolicyDocument
     sha256: str
+    # Tables the engine derives from the document once (see sentinel.policy._memo).
+    _memo: Memo = field(default_factory=Memo, init=False, repr=False, compare=False)
 
 
 class PolicyError(ValueError):
