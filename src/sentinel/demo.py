@@ -636,8 +636,9 @@ def account(
     }
 
 
-def run_in_subprocess(name: str, timeout: float = 900) -> dict[str, Any]:
+def run_in_subprocess(name: str, timeout: float = 900, alerts: str | None = None) -> dict[str, Any]:
     """`sentinel demo --scenario NAME --json` in its own process (for tests and bench/demo)."""
+    extra = ["--alerts", alerts] if alerts else []
     out = subprocess.run(
         [
             sys.executable,
@@ -649,6 +650,7 @@ def run_in_subprocess(name: str, timeout: float = 900) -> dict[str, Any]:
             "--json",
             "--port",
             str(_free_port()),
+            *extra,
         ],
         cwd=REPO_ROOT,
         capture_output=True,

@@ -395,13 +395,16 @@ class Alerting:
         if self.next_scrape is None or t >= self.next_scrape - 1e-6:
             self.store.append(t, samples())
             self.next_scrape = t + self.cfg.scrape_interval_s
-        if self.rule is not None and self.notifier is not None:
-            if self.next_eval is None or t >= self.next_eval - 1e-6:
-                self.next_eval = t + self.cfg.evaluation_interval_s
-                try:
-                    self.notifier.receive(self.rule.evaluate(self.store, t), t)
-                except promql.PromQLError as exc:
-                    self.errors.append(str(exc))
+        if self.rule is not None and (self.next_eval is None or t >= self.next_eval - 1e-6):
+            self.next_eval = t + self.cfg.evaluation_interval_s
+            try:
+                alerts = self.rule.evaluate(self.store, t)
+            except promql.PromQLError as exc:
+                self.errors.append(str(exc))
+                alerts = []
+            if self.notifier is not None:
+                self.notifier.receive(alerts, t)
+        if self.notifier is not None:
             self.notifier.flush(t)
 
     def rule_state(self) -> list[dict[str, Any]]:

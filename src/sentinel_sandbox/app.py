@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+import urllib.parse
 from datetime import datetime
 from typing import Any
 
@@ -219,8 +220,8 @@ def build_app(sb: Sandbox) -> Starlette:
     async def _params(request: Request) -> dict[str, str]:
         params = dict(request.query_params)
         if request.method == "POST":
-            form = await request.form()
-            params.update({k: str(v) for k, v in form.items()})
+            raw = (await request.body()).decode("utf-8", "replace")
+            params.update({k: v[-1] for k, v in urllib.parse.parse_qs(raw).items()})
         return params
 
     def _time(raw: str | None, default: float) -> float:
@@ -270,6 +271,18 @@ def build_app(sb: Sandbox) -> Starlette:
             f"sentinel-sandbox: no Prometheus UI; query /prometheus/api/v1/query?query=... \n{expr}\n"
         )
 
+    def audit(request: Request) -> Response:
+        q = request.query_params
+        with sb.lock:
+            recs = [
+                r
+                for r in sb.api_audit
+                if (not q.get("verb") or r["verb"] == q["verb"])
+                and (not q.get("resource") or r["resource"] == q["resource"])
+                and (not q.get("user") or r["user"] == q["user"])
+            ]
+        return JSONResponse({"records": recs})
+
     def alerting_state(request: Request) -> Response:
         with sb.lock:
             al = sb.alerting
@@ -311,6 +324,7 @@ def build_app(sb: Sandbox) -> Starlette:
         Route("/prometheus/-/ready", ready),
         Route("/prometheus/-/healthy", ready),
         Route("/sandbox/alerting", alerting_state),
+        Route("/sandbox/audit", audit),
         Route("/loki/api/v1/query_range", loki_query),
         Route("/loki/api/v1/query", loki_query),
         Route("/loki/api/v1/labels", loki_labels),

@@ -64,6 +64,11 @@ VERSIONS = {
 RBAC_RESOURCES = ("roles", "rolebindings", "clusterroles", "clusterrolebindings")
 
 
+def _meta_name(body: Any) -> str | None:
+    meta = body.get("metadata") if isinstance(body, dict) else None
+    return str(meta["name"]) if isinstance(meta, dict) and meta.get("name") else None
+
+
 class ApiError(Exception):
     def __init__(
         self, code: int, reason: str, message: str, details: dict[str, Any] | None = None
@@ -318,6 +323,7 @@ class KubeApi:
         if resource == "selfsubjectaccessreviews":
             return self._ssar(ident, body)
         if not self.sb.rbac.allowed(ident, verb, group, resource, sub, ns, authz_name):
+            self._audit(ident.user, verb, group, resource, sub, ns, name, 403, body)
             where = f' in the namespace "{ns}"' if ns else " at the cluster scope"
             full = f"{resource}/{sub}" if sub else resource
             who = f'"{name}" ' if name else ""
@@ -330,11 +336,62 @@ class KubeApi:
         with self.sb.lock:
             if ns is not None and ns not in self.sb.cluster.namespaces and verb != "list":
                 raise not_found("", "namespaces", ns)
-            result = self._dispatch(ident, verb, group, resource, sub, ns, name, body, request)
+            try:
+                result = self._dispatch(ident, verb, group, resource, sub, ns, name, body, request)
+            except ApiError as exc:
+                self._audit(ident.user, verb, group, resource, sub, ns, name, exc.code, body)
+                raise
+        code = (
+            result.status_code if isinstance(result, Response) else 201 if verb == "create" else 200
+        )
+        self._audit(ident.user, verb, group, resource, sub, ns, name, code, body)
         if isinstance(result, Response):
             return result
-        code = 201 if verb == "create" else 200
         return JSONResponse(result, status_code=code)
+
+    def _audit(
+        self,
+        user: str,
+        verb: str,
+        group: str,
+        resource: str,
+        sub: str,
+        ns: str | None,
+        name: str | None,
+        code: int,
+        body: Any,
+    ) -> None:
+        """The API server's audit log of every write (tests: who minted which token, when)."""
+        if verb in ("get", "list"):
+            return
+        now = self.sb.clock.now()
+        rec: dict[str, Any] = {
+            "at": rfc3339(now),
+            "ts": round(now, 6),
+            "user": user,
+            "verb": verb,
+            "group": group,
+            "resource": f"{resource}/{sub}" if sub else resource,
+            "namespace": ns,
+            "name": name or _meta_name(body),
+            "code": code,
+        }
+        if isinstance(body, dict):
+            if resource == "serviceaccounts" and sub == "token":
+                spec = body.get("spec") or {}
+                rec["token_request"] = {
+                    "expirationSeconds": spec.get("expirationSeconds"),
+                    "audiences": spec.get("audiences"),
+                    "boundObjectRef": spec.get("boundObjectRef"),
+                }
+            elif resource in ("roles", "clusterroles"):
+                rec["rules"] = body.get("rules")
+            elif resource in ("rolebindings", "clusterrolebindings"):
+                rec["roleRef"] = body.get("roleRef")
+                rec["subjects"] = body.get("subjects")
+        with self.sb.lock:
+            self.sb.api_audit.append(rec)
+            del self.sb.api_audit[:-5000]
 
     # -- dispatch -----------------------------------------------------------------------
 

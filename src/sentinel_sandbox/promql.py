@@ -591,7 +591,9 @@ class Evaluator:
         groups: dict[Labels, list[float]] = {}
         for labels, x in vec.samples:
             d = dict(labels)
-            if a.by is not None:
+            if a.by is None and a.without is None:
+                key = ()
+            elif a.by is not None:
                 key = tuple(sorted((k, d[k]) for k in a.by if k in d and d[k] != ""))
             else:
                 drop = {"__name__", *(a.without or [])}

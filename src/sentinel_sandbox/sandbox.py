@@ -179,6 +179,8 @@ class Sandbox:
                 commit=sha,
             )
         self._setup_rbac()
+        # Writes through the Kubernetes API (the API server's audit log; /sandbox/audit).
+        self.api_audit: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
         self._fault_specs: dict[int, FaultSpec] = {}
         self.pending = sorted(sc.faults, key=lambda f: f.start)

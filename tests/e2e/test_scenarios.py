@@ -1,8 +1,13 @@
-"""Every public scenario, end to end, with real Prometheus and Alertmanager, ends as expected."""
+"""Every public scenario, end to end, with real Prometheus and Alertmanager, ends as expected.
+
+And one without them: ``SENTINEL_DEMO_ALERTS=sandbox`` makes the sandbox evaluate the rule,
+post the Alertmanager webhook and answer Sentinel's PromQL queries itself.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -48,3 +53,18 @@ def test_every_public_scenario_ends_as_expected(tmp_path: Path) -> None:
     }
     assert not bad, bad
     assert all(r["_exit"] == 0 for r in results)
+
+
+@pytest.mark.slow
+def test_a_scenario_without_prometheus_ends_as_expected(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forced no-Prometheus mode (the env var the demo honours): a CRITICAL rollback, approved."""
+    monkeypatch.setenv("SENTINEL_DEMO_ALERTS", "sandbox")
+    assert os.environ["SENTINEL_DEMO_ALERTS"] == "sandbox"
+    r = run_in_subprocess("bad-deploy-errors")
+    assert r.get("alerts_from") == "sandbox", r
+    assert r.get("as_expected") and r["_exit"] == 0, (r, r["_stderr"][-1500:])
+    assert r["final_status"] == "CLOSED" and r["action"] == "rollback_deployment"
+    assert r["approved"] is True
+    t = r["timings_s"]
+    assert t["to_alert"] is not None and t["to_verified"] is not None
+    assert t["to_alert"] < t["to_decision"] <= t["to_executed"] < t["to_verified"] <= t["to_end"]
