@@ -39,7 +39,9 @@ RIDGE = 1e-2
 POINTS_PER_FEATURE = 5
 GATE_DEV = 1.0  # below this deviation (baseline sigmas) a metric is not a candidate
 NOISE_DEV = 0.5  # an unexplained deviation this small is noise
-UPSTREAM_WEIGHT = 1.0
+UPSTREAM_WEIGHT = 2.0  # how strongly an unexplained ancestor discounts its descendants
+SIG_K = 3.0  # an unexplained deviation counts upstream above median + SIG_K robust sigmas
+ZQ_CLIP = 1000.0  # the convex regressor z|z|/10 is clipped here
 EVENT_HORIZON_S = 1800.0  # a change this long before the onset is still a suspect
 
 
@@ -171,7 +173,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     }
     lag = max(1, min(30, int(round(30.0 / step)) if step > 0 else 1, n // 20 or 1))
     zl = _lagged_mean(z, lag)
-    zc = np.clip(z, -50, 50)
+    zc = np.clip(z, -ZQ_CLIP, ZQ_CLIP)
     zq = zc * np.abs(zc) / 10.0
 
     # 4. Residual after parents, per metric: what of its deviation the parents do not explain.
@@ -184,7 +186,15 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         contrib: dict[int, float] = {}
         if len(feats) > 1:
             xm = np.column_stack(feats)
-            coef = _ridge(xm, y)
+            if weight >= 0.5:
+                # A free step at the onset takes the metric's own change, so that parents
+                # that happen to shift at the same time (a load surge) cannot soak it up:
+                # their coefficients come from how they co-move with it otherwise.
+                step_d = np.zeros(n)
+                step_d[split:] = 1.0
+                coef = _ridge(np.column_stack([xm, step_d]), y, free=(0, xm.shape[1]))[:-1]
+            else:
+                coef = _ridge(xm, y)
             resid = y - xm @ coef
             for c, p in enumerate(names, start=1):
                 if p >= 0:
@@ -197,6 +207,13 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         contribs.append(contrib)
     unexplained = np.minimum(_deviation(resids, split, share, weight), dev)
 
+    u_med = float(np.median(unexplained))
+    u_mad = 1.4826 * float(np.median(np.abs(unexplained - u_med)))
+    significant = np.where(unexplained > u_med + SIG_K * u_mad, unexplained, 0.0)
+    upstream_u = _upstream(significant, parents)
+    # The noise floor of the statistic: most metrics are calm or explained (short windows
+    # have a higher one: their peak statistic of pure noise is ~2).
+    noise = max(NOISE_DEV, u_med)
     results: list[NodeResult] = []
     for j in range(m):
         ps = parents[j]
@@ -209,8 +226,8 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
             explained = float(np.clip(sum(contribs[j].values()) / shift, 0.0, 1.0))
         # A metric downstream of a parent whose own change is unexplained is its effect, even
         # where the regression cannot model the link (saturation, non-monotone responses).
-        up = max((float(unexplained[p]) for p in ps), default=0.0)
-        upstream = max(0.0, up - NOISE_DEV) / max(residual, NOISE_DEV)
+        up = float(upstream_u[j])
+        upstream = max(0.0, up - noise) / max(residual, noise)
         score = residual / (1.0 + UPSTREAM_WEIGHT * upstream)
         if a < GATE_DEV:
             score *= 0.1
@@ -243,6 +260,27 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     )
 
 
+def _upstream(u: Array, parents: list[list[int]]) -> Array:
+    """Per metric, the largest unexplained deviation among its ancestors (max-propagation
+    along the parent lists; cycles are harmless, the maximum converges)."""
+    m = len(parents)
+    up = np.zeros(m)
+    for _ in range(m):
+        changed = False
+        for j in range(m):
+            best = up[j]
+            for p in parents[j]:
+                v = max(u[p], up[p]) if p != j else up[p]
+                if v > best:
+                    best = v
+            if best > up[j]:
+                up[j] = best
+                changed = True
+        if not changed:
+            break
+    return up
+
+
 def _features(
     ps: list[int],
     z: Array,
@@ -272,11 +310,12 @@ def _features(
     return [np.ones(n)], []
 
 
-def _ridge(x: Array, y: Array) -> Array:
+def _ridge(x: Array, y: Array, free: tuple[int, ...] = (0,)) -> Array:
     xtx = x.T @ x
     lam = RIDGE * (np.trace(xtx) / max(1, xtx.shape[0]))
     reg = lam * np.eye(xtx.shape[0])
-    reg[0, 0] = 0.0  # no penalty on the intercept
+    for f in free:  # no penalty on the intercept (and the step)
+        reg[f, f] = 0.0
     try:
         return np.asarray(np.linalg.solve(xtx + reg, x.T @ y), dtype=np.float64)
     except np.linalg.LinAlgError:
