@@ -23,6 +23,8 @@ def robust_center_scale(x: Array, axis: int = 0) -> tuple[Array, Array]:
 
 
 PEAK_FLOOR = 0.01
+FLAT_REL = 0.05
+SHORT_BASELINE = 30  # points
 
 
 def robust_z(values: Array, base: slice) -> Array:
@@ -36,6 +38,13 @@ def robust_z(values: Array, base: slice) -> Array:
     if values.size:
         peak = np.max(np.abs(values - med), axis=0)
         scale = np.maximum(scale, PEAK_FLOOR * peak)
+        # A handful of scrapes (an alert a minute after the fault) or a flat, quantized
+        # baseline says little about a metric's noise: assume at least FLAT_REL of its level.
+        nb = values[base].shape[0]
+        flat = np.ptp(values[base], axis=0) == 0 if nb else np.zeros(values.shape[1], bool)
+        if nb < SHORT_BASELINE:
+            flat[:] = True
+        scale = np.where(flat, np.maximum(scale, FLAT_REL * np.abs(med)), scale)
     return np.asarray((values - med) / scale, dtype=np.float64)
 
 
