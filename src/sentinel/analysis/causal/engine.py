@@ -34,6 +34,7 @@ from sentinel.analysis.causal.onset import (
 from sentinel.analysis.causal.series import Array, ChangeEvent, MetricFrame
 
 MAX_POINTS = 2400  # longer windows are block-averaged (1 h at 1 s -> 2 s steps)
+ONSET_Z = 3.0  # a metric's onset: its |z| first stays above this (3 points)
 ANOMALY_Z = 2.0  # a metric whose post-onset deviation is below this is calm
 RIDGE = 1e-2
 POINTS_PER_FEATURE = 5
@@ -143,7 +144,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     weight = _persistence_weight(n - split)
     dev = _deviation(z, split, share, weight)
     back = max(1, int(round(0.1 * split)))
-    onset_idx = first_crossing(z, split, threshold=ANOMALY_Z, width=3, back=back)
+    onset_idx = first_crossing(z, split, threshold=ONSET_Z, width=3, back=back)
 
     # 2. Graph.
     nodes = frame.nodes
@@ -219,11 +220,8 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         ps = parents[j]
         a = float(dev[j])
         residual = float(unexplained[j])
-        y = z[:, j]
-        shift = float(np.median(y[split:]) - np.median(y[:split])) if n > split else 0.0
-        explained = 0.0
-        if abs(shift) > 1e-9 and contribs[j]:
-            explained = float(np.clip(sum(contribs[j].values()) / shift, 0.0, 1.0))
+        # The share of its deviation its parents explain (split among them by contribution).
+        explained = float(np.clip(1.0 - residual / a, 0.0, 1.0)) if a > 0 and ps else 0.0
         # A metric downstream of a parent whose own change is unexplained is its effect, even
         # where the regression cannot model the link (saturation, non-monotone responses).
         up = float(upstream_u[j])

@@ -55,10 +55,11 @@ def chain(analysis: Analysis, target_service: str | None = None) -> list[dict[st
         ra, rb = nodes[a], nodes[b]
         lag = None if ra.onset is None or rb.onset is None else rb.onset - ra.onset
         share = 0.0
-        shift = rb.contrib.get(a, 0.0)
-        total = sum(rb.contrib.values())
-        if total and rb.explained:
-            share = max(0.0, min(1.0, rb.explained * shift / total))
+        # The effect's explained share, split among its parents by the size of their parts.
+        part = abs(rb.contrib.get(a, 0.0))
+        total = sum(abs(v) for v in rb.contrib.values())
+        if total > 0 and rb.explained:
+            share = max(0.0, min(1.0, rb.explained * part / total))
         links.append(
             {
                 "cause": {"service": ra.service, "metric": ra.metric},
