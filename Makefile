@@ -39,8 +39,10 @@ dashboard: ## Install, type-check, build and unit-test the dashboard (prints the
 	cd dashboard && (npm ci --no-audit --no-fund --loglevel=error || npm install --no-audit --no-fund --loglevel=error)
 	cd dashboard && npm run build && npm test
 
+# Two pytest workers, a test file each: most tests wait on processes and sockets, not CPU.
+PYTEST_ARGS ?= -n 2 --dist loadfile
 test: deps sysdeps services lint dashboard ## Everything: set-up, lint, dashboard, then pytest against the real services
-	$(UV) run pytest -q
+	$(UV) run pytest -q $(PYTEST_ARGS)
 
 SCENARIO ?= cpu-hog
 demo: deps sysdeps services dashboard ## Run a sandbox scenario end to end on the embedded default (SCENARIO=cpu-hog)

@@ -12,7 +12,7 @@ from sentinel_sandbox import scenario as scenario_mod
 from tests.conftest import need, port_open
 from tests.sandbox.conftest import SCENARIOS, StartFn
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
+REDIS_URL = "redis://127.0.0.1:6379/10"  # the demo uses db 11 and tests run in parallel
 
 pytestmark = pytest.mark.redis
 
