@@ -40,6 +40,7 @@ __all__ = [
     "bind_action",
     "bind_rca",
     "compact",
+    "compact_lines",
     "injection_flags",
     "ranking_of",
     "unknown_names",
@@ -107,6 +108,8 @@ def compact(data: Any, max_series: int = 8) -> Any:
                 }
             )
         return {"series": out, "series_total": len(series)}
+    if isinstance(data, Mapping) and isinstance(data.get("lines"), list):
+        return compact_lines(data["lines"])
     if isinstance(data, Mapping) and isinstance(data.get("result"), list):
         return {
             "result": [
@@ -117,6 +120,40 @@ def compact(data: Any, max_series: int = 8) -> Any:
             "series_total": len(data["result"]),
         }
     return data
+
+
+_HEX_OR_NUM = re.compile(r"\b[0-9a-f]{8,}\b|\d+(?:\.\d+)?")
+
+
+def compact_lines(lines: list[Any], max_distinct: int = 8, max_chars: int = 300) -> dict[str, Any]:
+    """Log lines as their distinct messages, most frequent first: per message one example
+    line (cut to max_chars), how many lines had that shape, the first and last time and the
+    pods. Lines differing only in numbers or hex ids count as one shape."""
+    groups: dict[str, dict[str, Any]] = {}
+    for ln in lines:
+        entry = ln if isinstance(ln, Mapping) else {"line": ln}
+        text = str(entry.get("line") if entry.get("line") is not None else entry)
+        key = _HEX_OR_NUM.sub("#", text)
+        g = groups.get(key)
+        at = entry.get("at")
+        pod = (entry.get("labels") or {}).get("pod") if isinstance(entry, Mapping) else None
+        if g is None:
+            g = groups[key] = {"line": text[:max_chars], "count": 0, "first": at, "last": at}
+            g["pods"] = set()
+        g["count"] += 1
+        if at is not None:
+            g["first"] = min(g["first"] or at, at)
+            g["last"] = max(g["last"] or at, at)
+        if pod:
+            g["pods"].add(str(pod))
+    ranked = sorted(groups.values(), key=lambda g: -int(g["count"]))
+    out = []
+    for g in ranked[:max_distinct]:
+        item = {k: v for k, v in g.items() if k != "pods" and v is not None}
+        if g["pods"]:
+            item["pods"] = sorted(g["pods"])[:5]
+        out.append(item)
+    return {"lines_total": len(lines), "distinct": len(groups), "top": out}
 
 
 def _num(v: Any) -> float | None:
@@ -278,14 +315,26 @@ class Evidence:
         return out
 
     def prompt_items(self, max_chars: int) -> tuple[dict[str, Any], int]:
-        """Items for the prompt, in order, until `max_chars`; returns (items, omitted count)."""
+        """Items for the prompt until `max_chars`; returns (items, omitted count).
+
+        Alerts and the ranking's top 5 go first, then the snapshot in its order, then the
+        rest of the ranking: a large source must not push the causal ranking out."""
+
+        def priority(entry: tuple[str, dict[str, Any]]) -> int:
+            item = entry[1]
+            if item.get("kind") == "alert":
+                return 0
+            if item.get("kind") == "ranking":
+                return 1 if int(item.get("rank") or 0) <= 5 else 3
+            return 2
+
         out: dict[str, Any] = {}
         used = 0
         omitted = 0
-        for item_id, item in self.items.items():
+        for item_id, item in sorted(self.items.items(), key=priority):
             if item.get("kind") == "tool":
                 continue
-            size = len(json.dumps(item, default=str))
+            size = len(json.dumps(item, default=str, separators=(",", ":")))  # as rendered
             if used + size > max_chars:
                 omitted += 1
                 continue

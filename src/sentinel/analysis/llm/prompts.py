@@ -112,8 +112,20 @@ Catalog:
 Finish by calling submit_plan exactly once."""
 
 
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str, sort_keys=True)
+
+
 def _block(tag: str, value: Any) -> str:
-    return f"<{tag}>\n{json.dumps(value, indent=1, default=str, sort_keys=True)}\n</{tag}>"
+    """Delimited JSON: compact (indentation was a third of the prompt), one member a line."""
+    if isinstance(value, Mapping) and value:
+        body = ",\n".join(
+            f"{json.dumps(str(k))}:{_compact_json(v)}" for k, v in sorted(value.items())
+        )
+        text = "{\n" + body + "\n}"
+    else:
+        text = _compact_json(value)
+    return f"<{tag}>\n{text}\n</{tag}>"
 
 
 def _incident_view(incident: Mapping[str, Any]) -> dict[str, Any]:
@@ -154,9 +166,16 @@ def _inventory_view(ev: Evidence, services: set[str], max_items: int = 20) -> di
             if i.get("service") in services
             or any(s and s in str(i.get("name", "")) for s in services)
         ]
-        shown = related or items
-        out[kind] = {"items": shown[:max_items], "total": len(items)}
+        shown = [
+            {k: v for k, v in i.items() if k != "labels" and v not in (None, [], {})}
+            for i in (related or items)[:max_items]
+        ]
+        out[kind] = {"items": shown, "total": len(items)}
     return out
+
+
+# Ranked candidates the planner sees (and whose inventory it is shown); more via causal_ranking.
+PLANNER_RANKING = 5
 
 
 def planner_user(
@@ -178,17 +197,26 @@ def planner_user(
                     "hypothesis",
                     "causal_chain",
                     "confidence",
-                    "ranking",
                 )
                 if rca.get(k) is not None
             }
         )
-    services = {str(incident.get("service") or "")} | ev.services()
+    alerts = {k: v for k, v in ev.items.items() if k.startswith("alert:")}
+    # The ranking is in the evidence block once (not again in the RCA), its head only.
+    ranking = {
+        k: v
+        for k, v in ev.items.items()
+        if k.startswith("ranking:") and int(v.get("rank") or 0) <= PLANNER_RANKING
+    }
+    services = {str(incident.get("service") or "")}
+    for item in [*alerts.values(), *ranking.values()]:
+        labels = item.get("labels") or {}
+        services.update(str(labels[k]) for k in ("service", "deployment") if k in labels)
+        if item.get("service"):
+            services.add(str(item["service"]))
     if rca and rca.get("root_cause_service"):
         services.add(str(rca["root_cause_service"]))
     services.discard("")
-    alerts = {k: v for k, v in ev.items.items() if k.startswith("alert:")}
-    ranking = {k: v for k, v in ev.items.items() if k.startswith("ranking:")}
     inv = _inventory_view(ev, services)
     inv_text = json.dumps(inv, default=str)
     if len(inv_text) > max_chars:
@@ -198,7 +226,8 @@ def planner_user(
         f"{_block('incident', _incident_view(incident))}\n\n"
         "Root-cause analysis (untrusted data):\n"
         f"{_block('rca', rca_view)}\n\n"
-        "Alerts and causal ranking (untrusted data):\n"
+        f"Alerts and the causal ranking's top {PLANNER_RANKING} (untrusted data; "
+        "causal_ranking has more):\n"
         f"{_block('evidence', {**alerts, **ranking})}\n\n"
         "Inventory related to the incident (what exists now):\n"
         f"{_block('inventory', inv)}"

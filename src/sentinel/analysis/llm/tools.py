@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic_ai import RunContext, Tool
 
-from sentinel.analysis.llm.evidence import Evidence
+from sentinel.analysis.llm.evidence import Evidence, compact_lines
 from sentinel.context.base import QueryResult
 from sentinel.core.redact import redact
 from sentinel.policy.actions import ProposedAction, parse_proposal
@@ -268,10 +268,20 @@ class Toolbox:
     def _read_evidence(self, ctx: RunContext[RunState], evidence_id: str) -> dict[str, Any]:
         """The full data of one evidence item of the snapshot (its summary is in the prompt)."""
         full = ctx.deps.evidence.full
+
+        def read() -> Any:
+            value = full[evidence_id]
+            data = value.get("data") if isinstance(value, Mapping) else None
+            if isinstance(data, Mapping) and isinstance(data.get("lines"), list):
+                # Log lines: every distinct shape once, with counts (not the first N lines).
+                lines = compact_lines(data["lines"], max_distinct=40, max_chars=500)
+                return {**value, "data": {**data, "lines": lines}}
+            return value
+
         return self._run(
             ctx,
             "read_evidence",
             {"evidence_id": evidence_id},
-            lambda: full[evidence_id],
+            read,
             None if evidence_id in full else f"no evidence item {evidence_id!r}",
         )
