@@ -30,6 +30,11 @@ from typing import Any, Union
 LOOKBACK_S = 300.0
 
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs, __name__ included
+STALE = math.nan  # a staleness marker
+
+
+def _stale(v: float) -> bool:
+    return math.isnan(v)
 
 
 class PromQLError(ValueError):
@@ -48,17 +53,32 @@ class SampleStore:
         self.times: list[float] = []  # scrape timestamps, ascending
 
     def append(self, t: float, samples: list[tuple[str, dict[str, str], float]]) -> None:
-        """One scrape at time t: (metric name, labels, value) triples."""
+        """One scrape at time t: (metric name, labels, value) triples.
+
+        A series the previous scrape had and this one lacks (a deleted pod's) gets a
+        staleness marker, as in Prometheus: instant queries stop returning it at once.
+        Markers are NaN; the sandbox never exposes a NaN sample of its own.
+        """
+        present: set[Labels] = set()
         for name, labels, value in samples:
             key = tuple(sorted({**labels, "__name__": name}.items()))
+            present.add(key)
             self.series.setdefault(key, deque()).append((t, float(value)))
+        prev = self.times[-1] if self.times else None
+        if prev is not None:
+            for key, q in self.series.items():
+                if key not in present and q and q[-1][0] == prev and not _stale(q[-1][1]):
+                    q.append((t, STALE))
         self.times.append(t)
         cut = t - self.retention_s
         while self.times and self.times[0] < cut:
             self.times.pop(0)
-        for q in self.series.values():
+        for key in list(self.series):
+            q = self.series[key]
             while q and q[0][0] < cut:
                 q.popleft()
+            if not q:
+                del self.series[key]
 
     @property
     def latest(self) -> float | None:
@@ -507,9 +527,8 @@ class Evaluator:
             for labels, q in self.store.series.items():
                 if not _match(labels, sel.name, sel.matchers):
                     continue
-                pts = [
-                    (ts, v) for ts, v in q if t - sel.range_s <= ts <= t
-                ]  # closed, as Prometheus 2.x
+                # closed windows, as Prometheus 2.x; staleness markers are not samples
+                pts = [(ts, v) for ts, v in q if t - sel.range_s <= ts <= t and not _stale(v)]
                 if pts:
                     out_m.append((labels, pts))
             return Matrix(out_m)
@@ -519,7 +538,7 @@ class Evaluator:
                 continue
             ts_list = [ts for ts, _ in q]
             i = bisect_right(ts_list, t) - 1
-            if i >= 0 and q[i][0] > t - LOOKBACK_S:
+            if i >= 0 and q[i][0] > t - LOOKBACK_S and not _stale(q[i][1]):
                 out_v.append((labels, q[i][1]))
         return Vector(out_v)
 
@@ -591,6 +610,7 @@ class Evaluator:
         groups: dict[Labels, list[float]] = {}
         for labels, x in vec.samples:
             d = dict(labels)
+            key: Labels
             if a.by is None and a.without is None:
                 key = ()
             elif a.by is not None:

@@ -72,6 +72,18 @@ def test_rate_extrapolates_like_prometheus() -> None:
     assert _val(_store({"c": [1]}), "rate(c[20s])", 1000.0) == []
 
 
+def test_a_series_gone_from_the_scrape_is_stale_at_once() -> None:
+    """Like Prometheus' staleness markers: a deleted pod's gauge stops being returned."""
+    st = promql.SampleStore()
+    st.append(1000.0, [("m", {"pod": "old"}, 200.0), ("c", {"pod": "old"}, 10.0)])
+    st.append(1005.0, [("m", {"pod": "old"}, 210.0), ("c", {"pod": "old"}, 20.0)])
+    st.append(1010.0, [("m", {"pod": "new"}, 100.0), ("c", {"pod": "new"}, 0.0)])
+    assert _val(st, "max(m) > 150", 1012.0) == []
+    assert _val(st, "m", 1012.0) == [({"__name__": "m", "pod": "new"}, 100.0)]
+    # range functions still see the samples before the marker
+    assert [m["pod"] for m, _ in _val(st, "rate(c[20s])", 1012.0)] == ["old"]
+
+
 def test_aggregations_binary_ops_and_histogram_quantile() -> None:
     st = _store(
         {
