@@ -174,12 +174,12 @@ def run(
     say: Callable[[str], None] = (lambda _m: None) if as_json else (lambda m: print(m, flush=True))
     demo = Demo(scenario_name, port, say, approve=approve)
     try:
-        return _run(demo, sc, approve, mode)
+        return _run(demo, sc, mode)
     finally:
         demo.stop()
 
 
-def _run(demo: Demo, sc: dict[str, Any], approve: bool, mode: str) -> dict[str, Any]:
+def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
     say, work = demo.say, demo.work
     say(f"scenario {sc['name']}: {' '.join(str(sc.get('description', '')).split())}")
     say(f"state in {work}")
