@@ -358,6 +358,21 @@ def test_rollback_waits_for_approval_runs_once_dry_run_and_is_verified_reject_ru
         approval_id = appr["approval_id"]
         pay_approval_id = pending[ids["payments"]]["approval_id"]
 
+        # The approval exists before triage's last step sends its notification: let the
+        # notifications arrive, so the rejection below is the last thing on the timeline.
+        wait_for(
+            lambda: (
+                {
+                    d["body"]["incident_id"]
+                    for d in receiver.deliveries
+                    if d["body"]["event"] == "approval_requested"
+                }
+                >= set(ids.values())
+            ),
+            timeout=30,
+            what="the approval_requested notifications",
+        )
+
         # Reject payments: closed by the human, nothing runs.
         r = alice.post(f"/api/v1/approvals/{pay_approval_id}/reject", {"comment": "not now"})
         assert r.status_code == 200, r.text
