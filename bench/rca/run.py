@@ -100,6 +100,7 @@ def main() -> None:
     ap.add_argument(
         "--variants", default=",".join(VARIANTS.values()), help="exact,shift,none (Sentinel)"
     )
+    ap.add_argument("--rankings", default="", help="also write Sentinel's rankings here")
     args = ap.parse_args()
     variants = set(args.variants.split(","))
     if args.run_peers:
@@ -128,9 +129,13 @@ def main() -> None:
         for name, variant in VARIANTS.items():
             if variant not in variants:
                 continue
-            table.append(
-                {"dataset": ds, "method": name, **summarize(run_sentinel(ds_dir, cases, variant))}
-            )
+            rows = run_sentinel(ds_dir, cases, variant)
+            table.append({"dataset": ds, "method": name, **summarize(rows)})
+            if args.rankings:  # per-case service rankings, for the determinism check
+                out = Path(args.rankings)
+                out.mkdir(parents=True, exist_ok=True)
+                ranks = {c: r[0] for c, r in zip(cases, rows, strict=True)}
+                (out / f"{variant}__{ds}.json").write_text(json.dumps(ranks, indent=0))
         for key, name in PEER_METHODS.items():
             rows = read_peer(key, ds_dir, cases, Path(args.peers))
             if rows is not None:
