@@ -1,7 +1,8 @@
 """Prompt tokens of the LLM analyst + planner on every public scenario's captured context.
 
 bench/llm_tokens/run.py prints the table; here the same measurement must stay under the
-goal of 8,000 prompt tokens a request (estimated as the scripted server does: 4 chars/token).
+goal of 8,000 prompt tokens an incident, every request of the analysis and the plan
+together (estimated as the scripted server does: 4 chars/token).
 """
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ def test_every_public_scenario_prompt_stays_under_the_goal() -> None:
         row = measure(load(path))
         assert row["rca_ok"], row
         assert row["plan"] == "rollout_restart_deployment", row
-        assert row["analyze_requests"] == 2 and row["plan_requests"] == 2, row
-        assert row["first_max"] <= GOAL, row
-        # Every request re-sends the conversation: none may reach the goal either.
-        assert row["analyze_total"] - row["analyze_first"] <= GOAL, row
-        assert row["plan_total"] - row["plan_first"] <= GOAL, row
+        # The analyst still reads the ranking and the error logs with its tools; the
+        # planner finds the root cause's deployment in its prompt's inventory.
+        assert row["analyze_requests"] == 2 and row["plan_requests"] == 1, row
+        assert row["total"] <= GOAL, row
         assert row["recorded_input_tokens"] == row["total"], row

@@ -84,6 +84,9 @@ RCA_TOOL = "submit_rca"
 PLAN_TOOL = "submit_plan"
 # Below this many tokens left, a call is not worth starting.
 MIN_CALL_TOKENS = 1_000
+# Evidence digest in the analyst's prompt (characters); the rest is listed by id to read.
+# Every request of the call re-sends it, so it is kept to what a first look needs.
+ANALYST_EVIDENCE_CHARS = 5_000
 # Settings that decide how a recorded call is read back; the trace keeps them.
 REPLAY_LIMITS = (
     "max_retries",
@@ -290,7 +293,7 @@ class LlmAnalyst:
             if replay
             else self.settings.token_budget_per_incident
         )
-        user = analyst_user(incident, ev, max_chars=min(12_000, limit))
+        user = analyst_user(incident, ev, max_chars=min(ANALYST_EVIDENCE_CHARS, limit))
         state = RunState(
             evidence=ev, token_limit=limit, max_chars=self.settings.tool_output_max_chars
         )
@@ -439,17 +442,10 @@ class LlmAnalyst:
         output: Any
         system: str
         if kind == "analyze":
-            output = ToolOutput(
-                RcaOutput, name=RCA_TOOL, description="Submit the root-cause analysis."
-            )
+            output = ToolOutput(RcaOutput, name=RCA_TOOL)
             system = ANALYST_SYSTEM
         elif kind == "plan":
-            output = ToolOutput(
-                PlanOutput,
-                name=PLAN_TOOL,
-                description="Submit the proposed remediation (action_id null for none). "
-                f"action_id is one of {remediation_ids()}.",
-            )
+            output = ToolOutput(PlanOutput, name=PLAN_TOOL)
             system = planner_system()
         else:
             output, system = str, NARRATOR_SYSTEM

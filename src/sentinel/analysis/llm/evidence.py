@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,33 +314,63 @@ class Evidence:
                 out.add(str(item["service"]))
         return out
 
-    def prompt_items(self, max_chars: int) -> tuple[dict[str, Any], int]:
-        """Items for the prompt until `max_chars`; returns (items, omitted count).
+    def prompt_items(
+        self,
+        max_chars: int,
+        render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Items for the prompt (as `render` shows them) until `max_chars`; returns (items,
+        the ids left out).
 
-        Alerts and the ranking's top 5 go first, then the snapshot in its order, then the
-        rest of the ranking: a large source must not push the causal ranking out."""
+        Alerts and the ranking's top 5 go first, then the alert queries, the metrics the
+        top 3 candidates deviate on, logs, deployments and commits, then the rest of the
+        snapshot in its order, then the rest of the ranking: a large source must not push
+        the causal ranking out. A summary equal to a shown item's is "same as <id>"."""
+
+        # The metrics the top candidates deviate on (snapshot:<source>:<metric>).
+        top_metrics = {str(r.get("metric")) for r in self.ranking[:3] if r.get("metric")}
 
         def priority(entry: tuple[str, dict[str, Any]]) -> int:
-            item = entry[1]
+            item_id, item = entry
             if item.get("kind") == "alert":
                 return 0
             if item.get("kind") == "ranking":
-                return 1 if int(item.get("rank") or 0) <= 5 else 3
-            return 2
+                return 1 if int(item.get("rank") or 0) <= 5 else 4
+            if (
+                item.get("source") in _FIRST_SOURCES
+                or ":alert:" in item_id
+                or item_id.rsplit(":", 1)[-1] in top_metrics
+            ):
+                return 2
+            return 3
 
         out: dict[str, Any] = {}
         used = 0
-        omitted = 0
+        omitted: list[str] = []
+        seen: dict[str, str] = {}
         for item_id, item in sorted(self.items.items(), key=priority):
             if item.get("kind") == "tool":
                 continue
+            summary = ""
+            if render is not None:
+                item = render(item)
+                if item.get("summary"):
+                    summary = json.dumps(item["summary"], sort_keys=True, default=str)
+                    if summary in seen:
+                        item = {**item, "summary": f"same as {seen[summary]}"}
             size = len(json.dumps(item, default=str, separators=(",", ":")))  # as rendered
             if used + size > max_chars:
-                omitted += 1
+                omitted.append(item_id)
                 continue
             out[item_id] = item
             used += size
+            if summary:
+                seen.setdefault(summary, item_id)
         return out, omitted
+
+
+# Sources the prompt shows before the rest of the snapshot: what changed, what fails.
+_FIRST_SOURCES = frozenset({"loki", "deployments", "git"})
 
 
 def _flag(kind: str, **kw: Any) -> dict[str, Any]:

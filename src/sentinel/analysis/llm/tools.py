@@ -193,7 +193,7 @@ class Toolbox:
     # ------------------------------------------------------------ tools
 
     def _query_metrics(self, ctx: RunContext[RunState], promql: str) -> dict[str, Any]:
-        """Evaluate a PromQL expression now (instant query) and return the series."""
+        """Instant PromQL query."""
         metrics = self.metrics
         return self._run(
             ctx,
@@ -207,7 +207,7 @@ class Toolbox:
     def _fetch_recent_logs(
         self, ctx: RunContext[RunState], service: str, timeframe: str = "15m"
     ) -> dict[str, Any]:
-        """Fetch a service's recent log lines; timeframe like 15m, 2h, 1d."""
+        """A service's recent log lines; timeframe like 15m, 2h, 1d."""
         logs = self.logs
         return self._run(
             ctx,
@@ -221,7 +221,7 @@ class Toolbox:
     def _list_recent_deployments(
         self, ctx: RunContext[RunState], environment: str
     ) -> dict[str, Any]:
-        """List the recent deployments (service, revision, time, commit message) of an environment."""
+        """Recent deployments of an environment (service, revision, time, commit message)."""
         deployments = self.deployments
         return self._run(
             ctx,
@@ -239,7 +239,7 @@ class Toolbox:
         name_contains: str = "",
         service: str = "",
     ) -> dict[str, Any]:
-        """List what exists now (pods, deployments with their revisions, Redis clusters, hosts...)."""
+        """What exists now (deployments list their revisions)."""
         inv = ctx.deps.evidence.inventory
 
         def read() -> Any:
@@ -255,7 +255,7 @@ class Toolbox:
         return self._run(ctx, "lookup_inventory", query, read)
 
     def _causal_ranking(self, ctx: RunContext[RunState], top: int = 10) -> dict[str, Any]:
-        """The causal engine's ranking of root-cause candidates (service, metric, score)."""
+        """The causal engine's ranked root-cause candidates."""
         ranking = ctx.deps.evidence.ranking
         return self._run(
             ctx,
@@ -266,7 +266,7 @@ class Toolbox:
         )
 
     def _read_evidence(self, ctx: RunContext[RunState], evidence_id: str) -> dict[str, Any]:
-        """The full data of one evidence item of the snapshot (its summary is in the prompt)."""
+        """One evidence item in full."""
         full = ctx.deps.evidence.full
 
         def read() -> Any:
