@@ -295,7 +295,12 @@ def test_slack_approvals_follow_the_api_rules_and_escalation_pages_once(
                 f"{iid}:remediate:pagerduty:trigger",
             ]
         )
-        assert all(i["status"] == "SUCCEEDED" for i in intents)
+        # The receiving server sees a call before its intent is marked done: wait for it.
+        wait_for(
+            lambda: all(i["status"] == "SUCCEEDED" for i in stack.intents(iid)),
+            timeout=30,
+            what="every intent SUCCEEDED",
+        )
         thread = [p for p in slack.posts() if p["ts"] != root["ts"]]
         assert len(thread) == 4 and all(p["args"]["thread_ts"] == root["ts"] for p in thread)
 
@@ -352,9 +357,16 @@ def test_a_closed_incident_resolves_its_page(
             )
             root = slack.posts()[0]
             assert all(p["args"]["thread_ts"] == root["ts"] for p in slack.posts()[1:])
-            (page,) = [i for i in stack.intents(iid) if i["kind"] == "pagerduty"]
+            (page,) = wait_for(
+                lambda: [
+                    i
+                    for i in stack.intents(iid)
+                    if i["kind"] == "pagerduty" and i["status"] == "SUCCEEDED"
+                ],
+                timeout=30,
+                what="the PagerDuty intent SUCCEEDED",
+            )
             assert page["idempotency_key"] == f"{iid}:remediate:pagerduty:resolve"
-            assert page["status"] == "SUCCEEDED"
     finally:
         prom.close()
 
