@@ -127,6 +127,20 @@ class Demo:
     approve: bool = True
     server: uvicorn.Server | None = None
     thread: threading.Thread | None = None
+    sock: socket.socket | None = None
+
+    def listen(self) -> None:
+        """Bind Sentinel's port now (0 = any free one) and keep it: no race with others."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", self.port))
+        except OSError as exc:
+            sock.close()
+            raise RuntimeError(f"cannot listen on 127.0.0.1:{self.port}: {exc}") from exc
+        sock.listen(128)
+        self.sock = sock
+        self.port = int(sock.getsockname()[1])
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = (self.work / f"{name}.log").open("ab")
@@ -139,6 +153,8 @@ class Demo:
             self.server.should_exit = True
         if self.thread is not None:
             self.thread.join(timeout=20)
+        if self.sock is not None:
+            self.sock.close()
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.terminate()
@@ -188,6 +204,7 @@ def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
             "alerts: Prometheus/Alertmanager not used; the sandbox evaluates the rule every"
             f" {SCRAPE_SECONDS} s and posts the Alertmanager webhook itself"
         )
+    demo.listen()
     sb_port, prom_port, am_port = _free_port(), _free_port(), _free_port()
     sentinel_url = f"http://127.0.0.1:{demo.port}"
     ingest_file = work / "ingest.token"
@@ -293,7 +310,9 @@ def _start_sentinel(
             log_level="error",
         )
     )
-    demo.thread = threading.Thread(target=demo.server.run, daemon=True)
+    demo.thread = threading.Thread(
+        target=demo.server.run, kwargs={"sockets": [demo.sock]}, daemon=True
+    )
     demo.thread.start()
     if stack is not None:
         prom, am_port = stack
@@ -649,7 +668,7 @@ def run_in_subprocess(name: str, timeout: float = 900, alerts: str | None = None
             name,
             "--json",
             "--port",
-            str(_free_port()),
+            "0",  # the demo binds a free port itself and holds it: no race with other runs
             *extra,
         ],
         cwd=REPO_ROOT,
