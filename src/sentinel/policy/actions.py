@@ -170,7 +170,7 @@ class Action(BaseModel):
 
     def digest(self) -> str:
         """SHA-256 hex of the canonical JSON of {action_id, params}; approvals bind to it."""
-        return _sha256(canonical_json({"action_id": self.action_id.value, "params": self.params()}))
+        return _sha256(_canonical_action(self.action_id.value, self.__dict__))
 
 
 class RestartKubernetesPod(Action):
@@ -444,6 +444,33 @@ _CANONICAL = json.JSONEncoder(
 def canonical_json(value: Any) -> bytes:
     """Canonical JSON bytes: sorted keys, no spaces, UTF-8 (RFC 8785 for catalog params)."""
     return _CANONICAL.encode(value).encode("utf-8", "surrogatepass")
+
+
+_json_str = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
+
+
+def _canonical_action(action_id: str, params: dict[str, Any]) -> bytes:
+    """`canonical_json({"action_id": action_id, "params": params})`, built directly.
+
+    Catalog params are str, int or None, which this writes exactly as the encoder does
+    (sorted keys, no spaces); anything else goes through the encoder. Building the
+    string here costs a third of a general encoder call on every decision.
+    """
+    parts = []
+    for key in sorted(params):
+        value = params[key]
+        kind = type(value)
+        if kind is str:
+            text = _json_str(value)
+        elif kind is int:
+            text = int.__repr__(value)
+        elif value is None:
+            text = "null"
+        else:
+            return canonical_json({"action_id": action_id, "params": params})
+        parts.append(f"{_json_str(key)}:{text}")
+    body = f'{{"action_id":{_json_str(action_id)},"params":{{{",".join(parts)}}}}}'
+    return body.encode("utf-8", "surrogatepass")
 
 
 def _sha256(data: bytes) -> str:

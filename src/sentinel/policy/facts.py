@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from operator import attrgetter
+from operator import attrgetter, indexOf
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
@@ -141,7 +141,7 @@ class Inventory(_Fact):
         """The pod with that namespace and name, if it exists."""
         table = derived_on_reuse(memo_of(self), "pods", self.pods, _PODS_BY_KEY)
         if table is None:
-            return _find(self.pods, "name", name, lambda p: p.namespace == namespace)
+            return _find(self.pods, _NAME, name, _NAMESPACE, namespace)
         return table.get((namespace, name))
 
     def deployment(self, namespace: str, name: str) -> DeploymentFact | None:
@@ -150,7 +150,7 @@ class Inventory(_Fact):
             memo_of(self), "deployments", self.deployments, _DEPLOYMENTS_BY_KEY
         )
         if table is None:
-            return _find(self.deployments, "name", name, lambda d: d.namespace == namespace)
+            return _find(self.deployments, _NAME, name, _NAMESPACE, namespace)
         return table.get((namespace, name))
 
     def redis_cluster(self, name: str) -> RedisClusterFact | None:
@@ -159,14 +159,14 @@ class Inventory(_Fact):
             memo_of(self), "redis_clusters", self.redis_clusters, _REDIS_BY_NAME
         )
         if table is None:
-            return _find(self.redis_clusters, "name", name)
+            return _find(self.redis_clusters, _NAME, name)
         return table.get(name)
 
     def host(self, name: str) -> HostFact | None:
         """The host with that name, if it exists."""
         table = derived_on_reuse(memo_of(self), "hosts", self.hosts, _HOSTS_BY_NAME)
         if table is None:
-            return _find(self.hosts, "name", name)
+            return _find(self.hosts, _NAME, name)
         return table.get(name)
 
     def allowed_commands(self, host: HostFact) -> set[str]:
@@ -178,14 +178,14 @@ class Inventory(_Fact):
         """The EC2 instance with that id, if it exists."""
         table = derived_on_reuse(memo_of(self), "ec2_instances", self.ec2_instances, _EC2_BY_ID)
         if table is None:
-            return _find(self.ec2_instances, "instance_id", instance_id)
+            return _find(self.ec2_instances, _INSTANCE_ID, instance_id)
         return table.get(instance_id)
 
     def ecs_service(self, cluster: str, name: str) -> EcsServiceFact | None:
         """The ECS service with that cluster and name, if it exists."""
         table = derived_on_reuse(memo_of(self), "ecs_services", self.ecs_services, _ECS_BY_KEY)
         if table is None:
-            return _find(self.ecs_services, "name", name, lambda s: s.cluster == cluster)
+            return _find(self.ecs_services, _NAME, name, _CLUSTER, cluster)
         return table.get((cluster, name))
 
 
@@ -255,11 +255,11 @@ class Facts(_Fact):
 class _HistoryIndex:
     """Sorted timestamps of the history records matching a (field, key, actions)."""
 
-    __slots__ = ("_columns", "_history", "_times")
+    __slots__ = ("_history", "_matching", "_times")
 
     def __init__(self, history: list[ActionRecord]) -> None:
         self._history = history
-        self._columns: dict[HistoryField, list[str | None]] = {}
+        self._matching: dict[tuple[HistoryField, str], list[ActionRecord]] = {}
         self._times: dict[tuple[HistoryField, str, frozenset[str]], list[datetime]] = {}
 
     def times(self, field: HistoryField, key: str, actions: frozenset[str]) -> list[datetime]:
@@ -269,19 +269,44 @@ class _HistoryIndex:
         return found
 
     def _collect(self, field: HistoryField, key: str, actions: frozenset[str]) -> list[datetime]:
-        column = self._columns.get(field)
-        if column is None:
-            column = self._columns[field] = list(map(attrgetter(field), self._history))
-        history = self._history
-        found: list[datetime] = []
-        i = -1
-        for _ in range(column.count(key)):  # list.count and list.index scan at C speed
-            i = column.index(key, i + 1)
-            record = history[i]
-            if not actions or record.action_id in actions:
-                found.append(record.at)
+        # The records with that key are found once, whatever `actions` narrows them to.
+        records = self._matching.get((field, key))
+        if records is None:
+            records = self._matching[field, key] = _all_with(
+                self._history, _HISTORY_GETTERS[field], key
+            )
+        if actions:
+            found = [r.at for r in records if r.action_id in actions]
+        else:
+            found = [r.at for r in records]
         found.sort()
         return found
+
+
+_HISTORY_GETTERS: dict[HistoryField, Callable[[ActionRecord], object]] = {
+    "action_id": attrgetter("action_id"),
+    "target": attrgetter("target"),
+    "service": attrgetter("service"),
+}
+
+
+def _all_with(items: list[_T], get: Callable[[_T], object], value: str) -> list[_T]:
+    """Every item with `get(item) == value`, in order: one scan, no key column built.
+
+    `operator.indexOf` walks a lazy `map` at C speed and stops at each match; the next
+    call resumes after it. A generator scan costs several times more; building a column
+    of keys first costs an allocation per lookup.
+    """
+    found: list[_T] = []
+    keys = map(get, items)
+    at = 0
+    while True:
+        try:
+            at += indexOf(keys, value)
+        except ValueError:
+            return found
+        found.append(items[at])
+        at += 1
 
 
 def _first_by(key: Callable[[_T], _K]) -> Callable[[list[_T]], dict[_K, _T]]:
@@ -295,24 +320,34 @@ def _first_by(key: Callable[[_T], _K]) -> Callable[[list[_T]], dict[_K, _T]]:
 
 
 def _find(
-    items: list[_T], attr: str, value: str, also: Callable[[_T], bool] | None = None
+    items: list[_T],
+    get: Callable[[_T], object],
+    value: str,
+    also: Callable[[_T], object] | None = None,
+    also_value: str | None = None,
 ) -> _T | None:
-    """First item whose `attr` equals `value` (and `also` holds): one scan, no table.
+    """First item with `get(item) == value` (and `also(item) == also_value`): one scan.
 
-    The key column is built and searched with C-level list operations: a plain
-    generator scan costs several times more on inventories of hundreds of items.
+    Like `_all_with`, it compares the keys at C speed over a lazy `map` and stops at the
+    first match, so nothing is allocated per item.
     """
-    keys = list(map(attrgetter(attr), items))
-    start = 0
+    keys = map(get, items)
+    at = 0
     while True:
         try:
-            i = keys.index(value, start)
+            at += indexOf(keys, value)
         except ValueError:
             return None
-        if also is None or also(items[i]):
-            return items[i]
-        start = i + 1
+        item = items[at]
+        if also is None or also(item) == also_value:
+            return item
+        at += 1
 
+
+_NAME = attrgetter("name")
+_NAMESPACE = attrgetter("namespace")
+_CLUSTER = attrgetter("cluster")
+_INSTANCE_ID = attrgetter("instance_id")
 
 _PODS_BY_KEY: Callable[[list[PodFact]], dict[tuple[str, str], PodFact]] = _first_by(
     attrgetter("namespace", "name")
