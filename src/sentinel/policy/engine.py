@@ -45,11 +45,12 @@ decision with `approval_id` set is executed.
 from __future__ import annotations
 
 import hmac
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from fnmatch import fnmatchcase
+from fnmatch import fnmatchcase, translate
 
 from pydantic import BaseModel, ConfigDict
 
@@ -218,7 +219,7 @@ class _Denied:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Resolved:
     """What an action's params name in the inventory."""
 
@@ -368,7 +369,7 @@ class _Evaluation:
             configured = floor
         else:
             configured = self.doc.risk_overrides.get(action.action_id, floor)
-        self.risk = max(floor, configured)
+        self.risk = floor if configured is floor else max(floor, configured)
         if self.steps is not None:
             detail = f"{action.action_id} is in the catalog; risk {self.risk}"
             if configured < floor:
@@ -376,7 +377,7 @@ class _Evaluation:
             self._step("catalog", StepStatus.PASS, detail)
 
         if action.read_only:
-            self.reasons.append(f"{action.action_id.value} is read-only")
+            self.reasons.append(f"{_ID_VALUE[type(action)]} is read-only")
             self._step("read-only", StepStatus.PASS, "read-only tool: changes nothing")
             return self._decide(Outcome.EXECUTE, "catalog.read_only")
 
@@ -432,12 +433,15 @@ class _Evaluation:
         ns = resolved.namespace
         if ns is None:
             return None
-        for pattern in self.doc.denied_namespaces:
-            if fnmatchcase(ns, pattern):
-                return self._deny(
-                    "namespace",
-                    _Denied("guard.denied_namespace", f"namespace {ns} is deny-listed ({pattern})"),
-                )
+        patterns = self.doc.denied_namespaces
+        denied = derived(self.policy._memo, "denied_namespaces", patterns, _globs_regex)
+        if denied is not None and denied.match(ns) is not None:
+            # The regex matches exactly when one of the globs does: name the first one.
+            pattern = next(p for p in patterns if fnmatchcase(ns, p))
+            return self._deny(
+                "namespace",
+                _Denied("guard.denied_namespace", f"namespace {ns} is deny-listed ({pattern})"),
+            )
         if self.steps is not None:
             self._step("namespace", StepStatus.PASS, f"namespace {ns} is not deny-listed")
         return None
@@ -452,14 +456,16 @@ class _Evaluation:
                         _Denied("guard.protected", f"{whose} is protected by label {key}={value}"),
                     )
         assert self.target is not None
-        for target in (self.target, *resolved.related_targets):
-            for pattern in protected.targets:
-                if fnmatchcase(target, pattern):
-                    return self._deny(
-                        "protected",
-                        _Denied("guard.protected", f"{target} is protected ({pattern})"),
-                    )
-        self._step("protected", StepStatus.PASS, "no protected label or target")
+        if protected.targets:
+            for target in (self.target, *resolved.related_targets):
+                for pattern in protected.targets:
+                    if fnmatchcase(target, pattern):
+                        return self._deny(
+                            "protected",
+                            _Denied("guard.protected", f"{target} is protected ({pattern})"),
+                        )
+        if self.steps is not None:
+            self._step("protected", StepStatus.PASS, "no protected label or target")
         return None
 
     def _check_rules(self, resolved: _Resolved) -> Decision | None:
@@ -500,8 +506,9 @@ class _Evaluation:
         assert action is not None
         facts = self.facts
         now = facts.now
-        action_id = action.action_id.value
+        action_id = _ID_VALUE[type(action)]
         limits = derived(self.policy._memo, "rate_limits", self.doc.rate_limits, _limits)
+        history = None
         for entry in limits:
             counted = entry.counted
             if counted and action_id not in counted:
@@ -522,7 +529,9 @@ class _Evaluation:
                 key = action_id
             assert key is not None
             # Entries stamped after `now` (clock skew) count too: err on the safe side.
-            count = facts.history_count(field, key, now - entry.window, counted)
+            if history is None:
+                history = facts.history_index()
+            count = history.count(field, key, now - entry.window, counted)
             if count >= limit.max or self.steps is not None:
                 what = f"{'action' if field == 'action_id' else field} {key}"
                 detail = f"{count} of max {limit.max} in {limit.window_seconds}s for {what}"
@@ -596,7 +605,8 @@ class _Evaluation:
                 denied = f"{n} pod(s) of {dep.name} are already being acted on"
         if denied is not None:
             return self._deny("blast radius", _Denied("guard.blast_radius", denied))
-        self._step("blast radius", StepStatus.PASS, detail)
+        if explaining:
+            self._step("blast radius", StepStatus.PASS, detail)
         return None
 
     def _gate(self, mode: RunMode, runs_alone: bool) -> Decision:
@@ -621,7 +631,7 @@ class _Evaluation:
                     self._step(
                         "freeze", StepStatus.INFO, f"inside {freeze.id}: approval", freeze.id
                     )
-        if required_by is None:
+        if required_by is None and self.steps is not None:
             self._step("freeze", StepStatus.PASS, "no change freeze in force")
 
         rule = self.matched_rule
@@ -670,7 +680,8 @@ class _Evaluation:
     def _check_approval(self, required_by: str) -> Decision:
         approval = self.facts.approval
         if approval is None:
-            self._step("approval", StepStatus.INFO, "no approval offered", required_by)
+            if self.steps is not None:
+                self._step("approval", StepStatus.INFO, "no approval offered", required_by)
             return self._decide(Outcome.REQUIRE_APPROVAL, required_by, required_by=required_by)
         problem: tuple[str, str] | None = None
         allowed_roles = self.doc.roles_for(self.risk)
@@ -714,6 +725,17 @@ def _catalog_type(action_id: str) -> type[Action] | None:
         return CATALOG[ActionId(action_id)]
     except ValueError:
         return None
+
+
+_ID_VALUE: dict[type[Action], str] = {t: t.action_id.value for t in CATALOG.values()}
+"""Each catalog type's action id as a plain str (`.value` on an enum member is slow)."""
+
+
+def _globs_regex(patterns: list[str]) -> re.Pattern[str] | None:
+    """One regex matching exactly the strings `fnmatchcase` matches with any of `patterns`."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{translate(p)})" for p in patterns))
 
 
 def _any_glob(value: str | None, patterns: list[str]) -> bool:

@@ -247,9 +247,11 @@ class Facts(_Fact):
         once per (field, key, actions) and kept sorted on these facts, so a count is a
         dict lookup and a bisect.
         """
-        index = derived(memo_of(self), "history", self.history, _HistoryIndex)
-        times = index.times(field, key, actions)
-        return len(times) - bisect_right(times, since)
+        return self.history_index().count(field, key, since, actions)
+
+    def history_index(self) -> _HistoryIndex:
+        """The history lookups kept on these facts (see `history_count`)."""
+        return derived(memo_of(self), "history", self.history, _HistoryIndex)
 
 
 class _HistoryIndex:
@@ -261,6 +263,11 @@ class _HistoryIndex:
         self._history = history
         self._matching: dict[tuple[HistoryField, str], list[ActionRecord]] = {}
         self._times: dict[tuple[HistoryField, str, frozenset[str]], list[datetime]] = {}
+
+    def count(self, field: HistoryField, key: str, since: datetime, actions: frozenset[str]) -> int:
+        """See `Facts.history_count`."""
+        times = self.times(field, key, actions)
+        return len(times) - bisect_right(times, since)
 
     def times(self, field: HistoryField, key: str, actions: frozenset[str]) -> list[datetime]:
         found = self._times.get((field, key, actions))
