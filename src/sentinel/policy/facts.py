@@ -15,7 +15,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Hashable
 from datetime import UTC, datetime
-from operator import attrgetter, indexOf
+from operator import attrgetter, countOf, indexOf
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, PrivateAttr
@@ -300,20 +300,20 @@ _HISTORY_GETTERS: dict[HistoryField, Callable[[ActionRecord], object]] = {
 def _all_with(items: list[_T], get: Callable[[_T], object], value: str) -> list[_T]:
     """Every item with `get(item) == value`, in order: one scan, no key column built.
 
-    `operator.indexOf` walks a lazy `map` at C speed and stops at each match; the next
-    call resumes after it. A generator scan costs several times more; building a column
-    of keys first costs an allocation per lookup.
+    `operator.countOf` and `operator.indexOf` walk a lazy `map` at C speed (indexOf stops
+    at each match and the next call resumes after it). A generator scan costs several
+    times more; building a column of keys first costs an allocation per lookup.
     """
     found: list[_T] = []
-    keys = map(get, items)
-    at = 0
-    while True:
-        try:
+    n = countOf(map(get, items), value)  # usually 0: one pass, nothing to raise
+    if n:
+        keys = map(get, items)
+        at = 0
+        for _ in range(n):
             at += indexOf(keys, value)
-        except ValueError:
-            return found
-        found.append(items[at])
-        at += 1
+            found.append(items[at])
+            at += 1
+    return found
 
 
 def _first_by(key: Callable[[_T], _K]) -> Callable[[list[_T]], dict[_K, _T]]:

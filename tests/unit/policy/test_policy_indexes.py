@@ -285,3 +285,36 @@ def test_rate_limit_decision_equals_a_scan(
     steps = [s for s in explain(PROPOSAL, facts, policy).steps if s.check == "rate limit"]
     if applies:
         assert f"{count} of max {limit['max']} in {limit['window_seconds']}s" in steps[0].detail
+
+
+# The digest's canonical JSON is built directly for catalog params (str, int, None) and
+# by the general encoder otherwise: both must give the same bytes.
+_JSON_VALUES = st.one_of(
+    st.text(max_size=12),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.none(),
+    st.booleans(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=12), st.dictionaries(st.text(max_size=8), _JSON_VALUES, max_size=5))
+def test_canonical_action_json_equals_the_encoder(action_id: str, params: dict[str, Any]) -> None:
+    from sentinel.policy.actions import _canonical_action, canonical_json
+
+    expected = canonical_json({"action_id": action_id, "params": params})
+    assert _canonical_action(action_id, params) == expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(alphabet="ab*?[]!-", max_size=5), max_size=4), st.text("abk-", max_size=6))
+def test_denied_namespace_regex_equals_fnmatch(patterns: list[str], namespace: str) -> None:
+    from fnmatch import fnmatchcase
+
+    from sentinel.policy.engine import _globs_regex
+
+    regex = _globs_regex(patterns)
+    expected = any(fnmatchcase(namespace, p) for p in patterns)
+    assert (regex is not None and regex.match(namespace) is not None) == expected

@@ -387,6 +387,14 @@ def _general_invariants(
     proposal: ProposedAction, facts: Facts, policy: Policy, decision: Decision
 ) -> None:
     assert decision == decide((proposal, facts, policy))  # deterministic
+    # The engine builds its Decision without validating it again: it must be exactly
+    # what validation gives, field for field, and survive a round trip.
+    validated = Decision(**{name: getattr(decision, name) for name in Decision.model_fields})
+    assert decision == validated
+    assert decision.__dict__ == validated.__dict__
+    assert decision.model_fields_set == validated.model_fields_set
+    assert decision.model_dump_json() == validated.model_dump_json()
+    assert Decision.model_validate_json(decision.model_dump_json()) == decision
     assert decision.policy_hash == "0" * 64
     if proposal.action_id not in IDS:
         assert (decision.outcome, decision.rule_id) == ("DENY", "catalog.unknown_action")
