@@ -62,3 +62,43 @@ def chain_frame(
         inject_time=T0 + onset,
         events=list(events or []),
     )
+
+
+def transient_frame(
+    *,
+    root: str = "api",
+    n_normal: int = 600,
+    n_abnormal: int = 10,
+    shock: float = 1.5,
+    seed: int = 0,
+) -> MetricFrame:
+    """A short transient fault at 1-minute resolution (CIRCA's simulator in miniature).
+
+    db → api → frontend, and cache → frontend (causes first; latency only). db and cache are
+    noisy sources; api and frontend inherit nearly all their variance from their callees and
+    add little own noise (0.2). ``root``'s own mechanism gets a shock of ``shock`` for the first
+    two abnormal minutes, which propagates to its callers and then fades: against the root's
+    whole spread the shock is no larger than the sources' noise peaks, against what its
+    callees leave unexplained it is several sigmas.
+    """
+    rng = np.random.default_rng(seed)
+    n = n_normal + n_abnormal
+    shock_at = np.zeros(n)
+    shock_at[n_normal : n_normal + 2] = shock
+    own = {"db": 1.0, "cache": 1.0, "api": 0.2, "frontend": 0.2}
+    lat: dict[str, np.ndarray] = {}
+    for svc in ("db", "cache", "api", "frontend"):
+        x = rng.normal(0.0, own[svc], n) + (shock_at if svc == root else 0.0)
+        if svc == "api":
+            x = x + lat["db"]
+        if svc == "frontend":
+            x = x + 0.8 * lat["api"] + 0.6 * lat["cache"]
+        lat[svc] = x
+    nodes = [(svc, "latency") for svc in sorted(lat)]
+    return MetricFrame(
+        times=T0 + 60.0 * np.arange(n),
+        values=np.column_stack([lat[s] for s, _ in nodes]),
+        nodes=nodes,
+        callgraph=[("frontend", "api"), ("frontend", "cache"), ("api", "db")],
+        inject_time=T0 + 60.0 * n_normal,
+    )

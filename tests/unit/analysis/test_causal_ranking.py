@@ -9,7 +9,7 @@ import numpy as np
 from sentinel.analysis.causal.analyzer import CausalAnalyzer, analyze_frame_json
 from sentinel.analysis.causal.engine import analyze_frame
 from sentinel.analysis.causal.series import ChangeEvent, MetricFrame
-from tests.unit.analysis.scm import T0, chain_frame
+from tests.unit.analysis.scm import T0, chain_frame, transient_frame
 
 
 def _top(frame: MetricFrame) -> str:
@@ -81,6 +81,30 @@ def test_learned_graph_when_no_call_graph_is_given() -> None:
     assert out["graph"] == "learned"
     # Precedence and co-movement alone are weaker than a known topology: top 3.
     assert "db" in [r["service"] for r in out["ranking"][:3]]
+
+
+def test_a_short_transient_fault_on_an_inner_service() -> None:
+    # A 2-minute shock in api's (or frontend's) own mechanism, 10 minutes after onset: about as
+    # large as the noise peaks of the sources (db, cache) in each metric's own sigmas, but
+    # many sigmas of what the callees leave unexplained: the root, for every seed.
+    for root in ("api", "frontend"):
+        for seed in range(10):
+            frame = transient_frame(root=root, seed=seed)
+            a = analyze_frame(frame)
+            by = {r.service: r for r in a.nodes}
+            assert a.service_scores[0][0] == root, (root, seed)
+            assert by[root].anomaly < 3.0  # not a standout by its own z-score
+            assert by[root].residual > 4.0  # a standout against its residual's noise
+
+
+def test_a_short_transient_fault_on_a_source_and_no_fault() -> None:
+    # A clear shock on a source is found as before; the callers it propagated to are symptoms.
+    for root in ("db", "cache"):
+        for seed in range(5):
+            assert _top(transient_frame(root=root, shock=6.0, seed=seed)) == root, (root, seed)
+    # Without a fault nothing stands out: no metric's unexplained deviation is a shock's size.
+    a = analyze_frame(transient_frame(root="none", seed=1))
+    assert max(r.residual for r in a.nodes) < 4.0
 
 
 def test_results_are_deterministic_and_json_serializable() -> None:

@@ -26,8 +26,10 @@ from sentinel.analysis.causal.graph import (
     parents_from_callgraph,
 )
 from sentinel.analysis.causal.onset import (
+    SHORT_BASELINE,
     detect_onset,
     first_crossing,
+    robust_center_scale,
     robust_z,
     upper_mean,
 )
@@ -43,6 +45,7 @@ NOISE_DEV = 0.5  # an unexplained deviation this small is noise
 UPSTREAM_WEIGHT = 2.0  # how strongly an unexplained ancestor discounts its descendants
 SIG_K = 3.0  # an unexplained deviation counts upstream above median + SIG_K robust sigmas
 ZQ_CLIP = 1000.0  # the convex regressor z|z|/10 is clipped here
+RESID_FLOOR = 0.1  # a residual's sigma is at least this share of its metric's (short windows)
 EVENT_HORIZON_S = 1800.0  # a change this long before the onset is still a suspect
 
 
@@ -179,6 +182,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
 
     # 4. Residual after parents, per metric: what of its deviation the parents do not explain.
     resids = np.empty_like(z)
+    fitted = np.zeros(m, dtype=bool)
     contribs: list[dict[int, float]] = []
     for j in range(m):
         ps = parents[j]
@@ -197,6 +201,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
             else:
                 coef = _ridge(xm, y)
             resid = y - xm @ coef
+            fitted[j] = bool(names)
             for c, p in enumerate(names, start=1):
                 if p >= 0:
                     d = float(np.median(xm[split:, c]) - np.median(xm[:split, c])) * coef[c]
@@ -207,6 +212,11 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         resids[:, j] = resid - np.median(resid[:split])
         contribs.append(contrib)
     unexplained = np.minimum(_deviation(resids, split, share, weight), dev)
+    if weight < 0.5 and split >= SHORT_BASELINE:
+        # A transient fault (CIRCA's 2-point shock) is an innovation in the metric's own
+        # mechanism: small against the metric's spread, which its ancestors dominate, but large
+        # against what its parents leave unexplained in normal times (a regression test).
+        unexplained = np.where(fitted, _innovation(resids, split, share, weight), unexplained)
 
     u_med = float(np.median(unexplained))
     u_mad = 1.4826 * float(np.median(np.abs(unexplained - u_med)))
@@ -256,6 +266,14 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         event_boost=boost,
         service_scores=_service_scores(results, boost),
     )
+
+
+def _innovation(resids: Array, split: int, share: float, weight: float) -> Array:
+    """Per column, the post-onset deviation of the residual in the residual's own baseline
+    sigmas (floored at RESID_FLOOR metric sigmas: a near-perfect parent fit is not trusted
+    to magnify a wiggle more than tenfold)."""
+    _, rs = robust_center_scale(resids[:split])
+    return _deviation(resids / np.maximum(rs, RESID_FLOOR), split, share, weight)
 
 
 def _upstream(u: Array, parents: list[list[int]]) -> Array:
