@@ -545,7 +545,8 @@ class _Evaluation:
     def _check_blast_radius(self, action: Action, resolved: _Resolved) -> Decision | None:
         radius = self.doc.blast_radius
         inventory = self.facts.inventory
-        in_flight = {(p.namespace, p.name) for p in self.facts.pods_in_flight}
+        pods_in_flight = self.facts.pods_in_flight
+        in_flight = {(p.namespace, p.name) for p in pods_in_flight} if pods_in_flight else set()
         dep = resolved.deployment
 
         own = resolved.pod
