@@ -359,12 +359,14 @@ def uvicorn_flags() -> list[str]:
 class Server:
     """One uvicorn process serving one target."""
 
-    def __init__(self, app: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, app: list[str], env: dict[str, str], log: Path, procs: int = 1) -> None:
         self.port = free_port()
         self.log = log
         self._fh = log.open("ab")
         cmd = [sys.executable, "-m", "uvicorn", *app, "--app-dir", str(ROOT)]
         cmd += ["--host", HOST, "--port", str(self.port), *uvicorn_flags()]
+        if procs > 1:
+            cmd += ["--workers", str(procs)]  # a supervisor and `procs` serving children
         self.cmd = cmd
         self.p = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=self._fh, stderr=subprocess.STDOUT)
 
@@ -381,12 +383,27 @@ class Server:
         raise TimeoutError(f"server not up after {timeout}s:\n{self.log.read_text()[-3000:]}")
 
     def cpu_seconds(self) -> float:
-        """User + system CPU of the server process so far (Linux /proc)."""
-        try:
-            fields = Path(f"/proc/{self.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return math.nan
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU of the server's processes so far: it and its children (/proc)."""
+        total = 0.0
+        todo, seen = [self.p.pid], set()
+        while todo:
+            pid = todo.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                if pid == self.p.pid:
+                    return math.nan
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                try:
+                    todo += [int(c) for c in task.read_text().split()]
+                except OSError:
+                    continue
+        return total
 
     def stop(self) -> None:
         if self.p.poll() is None:
@@ -603,7 +620,7 @@ class TargetResult:
 def run_target(
     name: str, app: list[str], env: dict[str, str], token: str, args: argparse.Namespace, tmp: Path
 ) -> TargetResult:
-    server = Server(app, env, tmp / f"{name}.log")
+    server = Server(app, env, tmp / f"{name}.log", args.server_procs)
     passes: list[PassResult] = []
     try:
         server.wait_ready()
@@ -701,7 +718,8 @@ def report(
     print(
         f"Ingest benchmark: {args.duration:g} s measured after {args.warmup:g} s warm-up; "
         f"latency pass {args.latency_duration:g} s at 1 in flight; client {args.client}, "
-        f"{args.procs} load-generator process(es); 1 alert per delivery, "
+        f"{args.procs} load-generator process(es); {args.server_procs} server process(es) a "
+        "target; 1 alert per delivery, "
         f"~{args.redeliver:.0%} re-deliveries"
     )
     print(hdr)
@@ -761,7 +779,13 @@ def report(
 def write_csv(rows: list[dict[str, Any]], path: Path, args: argparse.Namespace, cpus: int) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    extra = {"run_at": stamp, "client": args.client, "loadgen_procs": args.procs, "cpus": cpus}
+    extra = {
+        "run_at": stamp,
+        "client": args.client,
+        "loadgen_procs": args.procs,
+        "server_procs": args.server_procs,
+        "cpus": cpus,
+    }
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=[*extra, *(rows[0] if rows else {})])
         w.writeheader()
@@ -786,6 +810,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds of the closed-loop pass at 1 in flight (0 skips it)",
     )
     ap.add_argument("--procs", type=int, default=1, help="load-generator processes (load pass)")
+    ap.add_argument(
+        "--server-procs",
+        type=int,
+        default=1,
+        help="uvicorn worker processes per target, bare included (Sentinel: `sentinel api --workers`)",
+    )
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--redeliver", type=float, default=0.3, help="share of re-deliveries")
     ap.add_argument("--targets", default="bare,sqlite,postgres")

@@ -57,8 +57,15 @@ def serve(host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None) -
 
 
 @app.command()
-def api(host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None) -> None:
-    """API only (scale-out: any number against one PostgreSQL)."""
+def api(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    config: ConfigOpt = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes sharing the port (one per core)")
+    ] = 1,
+) -> None:
+    """API only (scale-out: several processes here, or any number against one PostgreSQL)."""
     import uvicorn
 
     from sentinel.api.app import create_app
@@ -66,8 +73,22 @@ def api(host: str = "127.0.0.1", port: int = 8080, config: ConfigOpt = None) -> 
 
     s = _settings(config)
     _logging(s)
+    if workers > 1 and ":memory:" in s.database_url:
+        typer.echo("error: --workers > 1 needs a database file or PostgreSQL", err=True)
+        raise typer.Exit(2)
     upgrade_database(s)
-    uvicorn.run(create_app(s, with_worker=False), host=host, port=port, log_level="warning")
+    if workers == 1:
+        uvicorn.run(create_app(s, with_worker=False), host=host, port=port, log_level="warning")
+        return
+    # Each process builds its app from the same settings (SENTINEL_CONFIG is inherited).
+    uvicorn.run(
+        "sentinel.api.app:api_only_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @app.command()

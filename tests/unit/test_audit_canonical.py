@@ -121,3 +121,96 @@ def test_clean_details_masks_secrets_and_falls_back_for_non_string_keys() -> Non
     new, plain = clean_details({"password": "hunter2", "h": "Bearer abcdefghijklmnop", 1: "x"})
     assert new == {"password": "[REDACTED]", "h": "[REDACTED]", "1": "x"}
     assert plain
+
+
+# --- the one-pass path for JSON-native details (webhook bodies) ---------------------------
+
+_native_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**53 - 1), max_value=2**53 - 1),
+    _text,
+    st.sampled_from(
+        [
+            "Bearer abcdefghijklmnop",
+            "xoxb-1234567890-abc",
+            "snt_abcdefghijklmnopqrstu",
+            "AKIAABCDEFGHIJKLMNOP",
+            "-----BEGIN RSA PRIVATE KEY-----\nabc\n-----END RSA PRIVATE KEY-----",
+            "token expired",
+            "pa\u017f\u017fword",  # long s: case-insensitively "password"
+        ]
+    ),
+)
+_native_keys = st.one_of(
+    _text,
+    st.sampled_from(
+        ["Password", "x-api-key", "routing_key", "input_tokens", "groupKey", "\U0001f600", "k"]
+    ),
+)
+_native = st.recursive(
+    _native_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(_native_keys, inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+def _slow_body(details: Any) -> bytes:
+    clean, plain = clean_details(details)
+    return canonical({"details": clean, "actor": "a"}, plain=plain)
+
+
+def _keys(obj: Any) -> list[str]:
+    if isinstance(obj, dict):
+        return [*obj, *(k for v in obj.values() for k in _keys(v))]
+    if isinstance(obj, list):
+        return [k for v in obj for k in _keys(v)]
+    return []
+
+
+@settings(max_examples=800, deadline=None)
+@given(_native)
+def test_json_native_one_pass_equals_the_walk(details: Any) -> None:
+    from hypothesis import assume
+
+    from sentinel.audit.canonical import canonical_json_native, key_is_native
+
+    assume(all(key_is_native(k) for k in _keys(details)))  # what the caller vouches for
+    try:
+        want: bytes | None = _slow_body(details)
+    except rfc8785.CanonicalizationError:
+        want = None  # a lone surrogate: the walk refuses it, so must the caller
+    fast = canonical_json_native({"details": details, "actor": "a"})
+    if fast is not None:
+        assert fast == want
+
+
+def test_json_native_one_pass_is_taken_only_when_nothing_needs_redaction() -> None:
+    from sentinel.api.routes_alerts import parse_json_document
+    from sentinel.audit.canonical import canonical_json_native
+
+    body = {"labels": {"alertname": "X", "service": "api", "naïve": "é"}, "truncatedAlerts": 0}
+    assert canonical_json_native(body) == canonical(body)
+    for value in ("Authorization: Bearer abcdefghijklmnop", "xoxb-1234567890-abc", "AKIA..."):
+        assert canonical_json_native({"annotations": {"description": value}}) is None
+    # secret-looking and astral keys are refused while parsing
+    for key in ("api_key", "PASSWORD", "x-auth-token", r"pa\u017f\u017fword", r"\ud83d\ude00"):
+        raw, native = parse_json_document(b'{"labels": {"' + key.encode() + b'": "v"}}')
+        assert native is False, key
+    assert parse_json_document(b'{"labels": {"groupKey": "v", "input_tokens": 3}}')[1]
+    assert b"hunter2" not in _slow_body({"labels": {"password": "hunter2"}})
+
+
+def test_parse_json_document_flags_numbers_the_fast_path_cannot_take() -> None:
+    from sentinel.api.routes_alerts import parse_json_document
+
+    assert parse_json_document(b'{"a": 1, "b": [true, null, "x"]}') == (
+        {"a": 1, "b": [True, None, "x"]},
+        True,
+    )
+    for body in (b'{"a": 1.5}', b'{"a": 9007199254740992}', b'{"a": NaN}', b'{"a": 1e3}'):
+        assert parse_json_document(body)[1] is False
+    assert parse_json_document('{"é": "ü"}'.encode("utf-16"))[0] == {"é": "ü"}

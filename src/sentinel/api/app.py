@@ -30,7 +30,7 @@ from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, REGISTRY
 from sentinel.api.state import AppState, StateDep
 from sentinel.audit.models import AuditRecord
 from sentinel.bootstrap import start_worker
-from sentinel.core.config import Settings
+from sentinel.core.config import Settings, load_settings
 from sentinel.core.db import make_engine
 from sentinel.flows.runtime import Enqueuer, Worker
 from sentinel.incident.models import Incident, IncidentStatus
@@ -126,3 +126,8 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
 
     dashboard.mount_dashboard(app, dashboard.DIST)  # last: its catch-all GET route must match last
     return app
+
+
+def api_only_app() -> FastAPI:
+    """Factory for ``sentinel api --workers N``: each process's API, settings from the env."""
+    return create_app(load_settings(), with_worker=False)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from sentinel.core.db import (
     WalCheckpointer,
+    WriterLock,
     disable_autocheckpoint,
     is_file_sqlite,
     transaction,
@@ -55,6 +56,9 @@ class IngestWriter:
         self._q: queue.Queue[_Job | None] = queue.Queue()
         self._sqlite = is_file_sqlite(engine)
         self._checkpointer = WalCheckpointer(engine).start() if self._sqlite else None
+        # Several API processes on one SQLite file take turns without SQLite's sleepy
+        # busy handler (PostgreSQL needs nothing: its writers run concurrently).
+        self._writer_lock = WriterLock(engine.url.database or "") if self._sqlite else None
         self._thread = threading.Thread(target=self._run, name="sentinel-ingest", daemon=True)
         self._thread.start()
         self.batches = 0
@@ -73,6 +77,8 @@ class IngestWriter:
         self._thread.join(timeout=30)
         if self._checkpointer is not None:
             self._checkpointer.stop()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
 
     def _run(self) -> None:
         while True:
@@ -95,6 +101,12 @@ class IngestWriter:
                 return
 
     def _store(self, jobs: list[_Job]) -> list[IngestOutcome]:
+        if self._writer_lock is None:
+            return self._store_batch(jobs)
+        with self._writer_lock:
+            return self._store_batch(jobs)
+
+    def _store_batch(self, jobs: list[_Job]) -> list[IngestOutcome]:
         with transaction(self.engine) as s:
             if self._sqlite:
                 disable_autocheckpoint(s)

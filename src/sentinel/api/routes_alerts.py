@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sentinel.api.metrics import ALERTS_RECEIVED, INGEST_SECONDS
 from sentinel.api.state import AppState
+from sentinel.audit.canonical import key_is_native
 from sentinel.auth.service import Principal
 from sentinel.core.errors import BadRequest, PayloadTooLarge, SentinelError
 from sentinel.core.ids import triage_workflow_id
@@ -78,17 +79,52 @@ async def read_limited(scope: Scope, receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object or raise a 400 that says what is wrong."""
+_INT_MAX = 2**53 - 1
+
+
+def parse_json_document(body: bytes) -> tuple[dict[str, Any], bool]:
+    """Decode a JSON object or raise a 400 that says what is wrong.
+
+    Also says whether the object is JSON-native for the audit log (``Entry.json_native``):
+    no float, NaN or infinity, no integer past ±(2**53 − 1) and no secret-looking or astral
+    key anywhere in it. The decoder hands over each number and each object it builds, so
+    the check rides along with the parse.
+    """
     if not body:
         raise BadRequest("empty body; expected a JSON object")
+    odd: list[str] = []
+
+    def _float(text: str) -> float:
+        odd.append(text)
+        return float(text)
+
+    def _int(text: str) -> int:
+        value = int(text)
+        if not -_INT_MAX <= value <= _INT_MAX:
+            odd.append(text)
+        return value
+
+    def _object(obj: dict[str, Any]) -> dict[str, Any]:
+        for key in obj:
+            if not key_is_native(key):
+                odd.append(key)
+        return obj
+
+    decoder = json.JSONDecoder(
+        object_hook=_object, parse_float=_float, parse_int=_int, parse_constant=_float
+    )
     try:
-        raw = json.loads(body)
+        raw = decoder.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"malformed JSON: {exc}") from exc
     if not isinstance(raw, dict):
         raise BadRequest("expected a JSON object at the top level")
-    return raw
+    return raw, not odd
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """Decode a JSON object or raise a 400 that says what is wrong."""
+    return parse_json_document(body)[0]
 
 
 def start_triage(state: AppState) -> Callable[[Session, list[str]], None]:
@@ -113,7 +149,7 @@ async def _ingest_alertmanager(state: AppState, scope: Scope, receive: Receive) 
     principal = await _principal(state, scope)
     principal.require("ingest")
     body = await read_limited(scope, receive, state.settings.ingest.max_body_bytes)
-    raw = parse_json_object(body)
+    raw, native = parse_json_document(body)
     try:
         payload = AlertmanagerWebhook.model_validate(raw)
     except ValidationError as exc:
@@ -124,7 +160,13 @@ async def _ingest_alertmanager(state: AppState, scope: Scope, receive: Receive) 
         raise BadRequest("not a valid Alertmanager v4 webhook payload", details) from exc
     alerts = normalize_alertmanager(payload)
     out = await state.writer.submit(
-        Delivery(alerts=alerts, raw=raw, source="alertmanager", principal=principal.name)
+        Delivery(
+            alerts=alerts,
+            raw=raw,
+            source="alertmanager",
+            principal=principal.name,
+            raw_json_native=native,
+        )
     )
     for a in alerts:
         _RECEIVED[a.status].inc()

@@ -23,7 +23,7 @@ from typing import Any
 
 import rfc8785
 
-from sentinel.core.redact import REDACTED, is_secret_key, mask_secrets
+from sentinel.core.redact import REDACTED, is_secret_key, mask_secrets, may_hold_secret_value
 
 _INT_MAX = 2**53 - 1
 _ENCODER = json.JSONEncoder(
@@ -103,6 +103,34 @@ def canonical(obj: Any, *, plain: bool | None = None) -> bytes:
         except UnicodeEncodeError:
             pass  # a lone surrogate: rfc8785 raises its own error below
     return bytes(rfc8785.dumps(obj))
+
+
+def key_is_native(key: str) -> bool:
+    """A mapping key the one-pass path may write as it is: not secret-looking, BMP only."""
+    secret, plain = _key_info(key)
+    return plain and not secret
+
+
+def canonical_json_native(doc: Any) -> bytes | None:
+    """``canonical(clean_details(doc))`` in one C-encoder pass, or None to take the walk.
+
+    Only for a ``doc`` made of what ``json.loads`` returns with no float, no integer past
+    ±(2**53 − 1) and only keys for which :func:`key_is_native` holds (the caller checked
+    both while parsing). Then the walk of :func:`clean_details` could only change a
+    secret-shaped string, and the encoded text shows whether one can be there
+    (``may_hold_secret_value``); if so, None sends the caller through the walk. A property
+    test checks both ways give the same bytes.
+    """
+    try:
+        text = _ENCODER.encode(doc)
+    except (TypeError, ValueError):
+        return None
+    if may_hold_secret_value(text):
+        return None
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: the walk refuses it as RFC 8785 does
 
 
 def _legacy_clean(value: Any) -> Any:

@@ -6,8 +6,10 @@ Services flush and never commit; the request or the workflow step owns the trans
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -143,6 +145,32 @@ class WalCheckpointer:
                     continue  # busy or gone for a moment: the next round tries again
         finally:
             conn.close()
+
+
+class WriterLock:
+    """A cross-process lock beside a SQLite file: hands SQLite's single writer over at once.
+
+    Several API processes can share one SQLite file; each ingest writer takes this lock
+    around its write transaction. Without it the process that finds the database locked
+    waits in SQLite's busy handler, which sleeps (1, 2, 5, 10 ... ms) and polls; a blocked
+    ``flock`` wakes the moment the holder lets go, and waiting on it releases the GIL.
+    The lock file (``<db>.writer-lock``) holds nothing; deleting it while nobody writes is
+    harmless. Process-local: one writer thread per process takes it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = f"{path}.writer-lock"
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> WriterLock:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def is_file_sqlite(engine: Engine) -> bool:

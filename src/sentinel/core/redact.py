@@ -17,6 +17,11 @@ _SECRET_VALUE = re.compile(
 )
 REDACTED = "[REDACTED]"
 
+# Every alternative of _SECRET_VALUE starts with one of these case-sensitive marks, and
+# JSON escaping never splits one (it only touches quotes, backslashes and control
+# characters): serialized JSON without any of them holds no secret-shaped string.
+SECRET_VALUE_MARKS = ("Bearer", "snt_", "AKIA", "PRIVATE KEY", "xox")
+
 
 # Counters named after tokens, not secrets: LLM usage and budgets must survive the audit log.
 _TOKEN_COUNTS = frozenset(
@@ -36,6 +41,11 @@ _TOKEN_COUNTS = frozenset(
 def is_secret_key(key: str) -> bool:
     """True for a mapping key whose value is masked whatever it is (password, token, ...)."""
     return key.lower() not in _TOKEN_COUNTS and _SECRET_KEY.search(key) is not None
+
+
+def may_hold_secret_value(text: str) -> bool:
+    """False only when no string inside ``text`` (plain or serialized JSON) is secret-shaped."""
+    return any(mark in text for mark in SECRET_VALUE_MARKS)
 
 
 def mask_secrets(text: str) -> str:

@@ -36,6 +36,7 @@ class Delivery:
     raw: dict[str, Any]
     source: str
     principal: str
+    raw_json_native: bool = False  # ``raw`` is plain json.loads output (see audit Entry)
 
 
 @dataclass
@@ -129,6 +130,7 @@ def ingest_batch(
                 Actor.EXTERNAL_SOURCE,
                 ActionType.ALERT_INGESTED,
                 {"source": d.source, "principal": d.principal, "payload": d.raw},
+                json_native=d.raw_json_native,
             )
         )
         for a in d.alerts:
