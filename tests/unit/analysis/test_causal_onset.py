@@ -24,6 +24,17 @@ def test_detect_onset_finds_a_step_under_noise_and_seasonality() -> None:
     assert abs(detect_onset(z) - 700) <= 10
 
 
+def test_detect_onset_finds_a_disturbed_end_of_a_few_points() -> None:
+    # 1,440 calm points, then 10 of which the first few are disturbed (an alert minutes after a
+    # transient fault): the split is at the disturbance, not held away from the end.
+    rng = np.random.default_rng(2)
+    x = rng.normal(0, 1, (1450, 10))
+    x[1440:1443, 2] += 5.0
+    x[1440:1443, 6] += 4.0
+    z = robust_z(x, slice(0, 725))
+    assert 1438 <= detect_onset(z) <= 1441
+
+
 def test_a_short_spike_weighs_less_than_a_persistent_shift() -> None:
     spike = np.zeros(400)
     spike[100:110] = 20.0

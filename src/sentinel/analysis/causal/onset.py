@@ -63,6 +63,9 @@ def upper_mean(x: Array, axis: int = 0, share: float = UPPER_SHARE) -> Array:
 def detect_onset(z: Array, lo: int | None = None, hi: int | None = None) -> int:
     """The split index that best separates a calm start from a disturbed end (binary segmentation).
 
+    The end may be as short as two points: CIRCA's simulator has 10 abnormal points after
+    1,440 normal ones, and its fault lasts two of them.
+
     ``z`` are per-metric scores against the series' first half; the aggregate is the mean of the
     largest deviations (clipped so one wild metric cannot decide alone).
     """
@@ -74,7 +77,8 @@ def detect_onset(z: Array, lo: int | None = None, hi: int | None = None) -> int:
     agg = -np.partition(-a, k - 1, axis=1)[:, :k].mean(axis=1) if a.shape[1] else np.zeros(n)
     cs = np.concatenate([[0.0], np.cumsum(agg)])
     lo = max(2, lo if lo is not None else int(0.1 * n))
-    hi = min(n - 2, hi if hi is not None else int(0.97 * n))
+    # The disturbed end may be a few points only (an alert minutes after a transient fault).
+    hi = n - 2 if hi is None else min(n - 2, hi)
     if hi <= lo:
         return int(n // 2)
     idx = np.arange(lo, hi)
