@@ -191,6 +191,10 @@ def main() -> None:
         )
     run("warm", cases, policy, args.n, cold=False)
     run("cold", cases, policy, args.cold_n, cold=True)
+    print(
+        f"\nload average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end "
+        f"({cores} cores): compare runs made at similar loads"
+    )
 
 
 def run(
