@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sentinel.api.metrics import ALERTS_RECEIVED, INGEST_SECONDS
 from sentinel.api.state import AppState
-from sentinel.audit.canonical import key_is_native
+from sentinel.audit.canonical import keys_are_native
 from sentinel.auth.service import Principal
 from sentinel.core.errors import BadRequest, PayloadTooLarge, SentinelError
 from sentinel.core.ids import triage_workflow_id
@@ -105,9 +105,8 @@ def parse_json_document(body: bytes) -> tuple[dict[str, Any], bool]:
         return value
 
     def _object(obj: dict[str, Any]) -> dict[str, Any]:
-        for key in obj:
-            if not key_is_native(key):
-                odd.append(key)
+        if not keys_are_native(obj):
+            odd.append("key")
         return obj
 
     decoder = json.JSONDecoder(

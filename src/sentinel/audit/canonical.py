@@ -105,18 +105,37 @@ def canonical(obj: Any, *, plain: bool | None = None) -> bytes:
     return bytes(rfc8785.dumps(obj))
 
 
-def key_is_native(key: str) -> bool:
-    """A mapping key the one-pass path may write as it is: not secret-looking, BMP only."""
-    secret, plain = _key_info(key)
-    return plain and not secret
+_NATIVE_KEYS: set[str] = set()  # keys known to be neither secret-looking nor astral
+
+
+def keys_are_native(mapping: dict[str, Any]) -> bool:
+    """The one-pass path may write every key of ``mapping`` as it is: none is secret-looking
+    (it would be masked) and none holds a character outside the BMP (it would sort apart).
+
+    Alert payloads repeat a few dozen keys, so the common case is one C-level superset test.
+    """
+    if _NATIVE_KEYS.issuperset(mapping):
+        return True
+    for key in mapping:
+        if key in _NATIVE_KEYS:
+            continue
+        if type(key) is not str:
+            return False
+        secret, plain = _key_info(key)
+        if secret or not plain:
+            return False
+        if len(_NATIVE_KEYS) >= _CACHE_MAX:
+            _NATIVE_KEYS.clear()
+        _NATIVE_KEYS.add(key)
+    return True
 
 
 def canonical_json_native(doc: Any) -> bytes | None:
     """``canonical(clean_details(doc))`` in one C-encoder pass, or None to take the walk.
 
     Only for a ``doc`` made of what ``json.loads`` returns with no float, no integer past
-    ±(2**53 − 1) and only keys for which :func:`key_is_native` holds (the caller checked
-    both while parsing). Then the walk of :func:`clean_details` could only change a
+    ±(2**53 − 1) and only objects for which :func:`keys_are_native` holds (the caller
+    checked both while parsing). Then the walk of :func:`clean_details` could only change a
     secret-shaped string, and the encoded text shows whether one can be there
     (``may_hold_secret_value``); if so, None sends the caller through the walk. A property
     test checks both ways give the same bytes.

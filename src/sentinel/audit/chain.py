@@ -138,7 +138,7 @@ class Entry:
     """One record to append (see append_many).
 
     ``json_native``: ``details`` holds only strings, booleans, null, lists, integers within
-    ±(2**53 − 1) and dicts whose keys all pass ``canonical.key_is_native``: a webhook body
+    ±(2**53 − 1) and dicts whose keys pass ``canonical.keys_are_native``: a webhook body
     as ``routes_alerts.parse_json_document`` vouches for it. The body is then written in one
     encoder pass unless a secret-shaped string could be in it. Leave it False otherwise.
     """
