@@ -1,4 +1,7 @@
-"""`sentinel api --workers 2` on one SQLite file: the processes take turns as the writer."""
+"""`sentinel api --workers 2` and a `sentinel worker` on one SQLite file.
+
+The API processes take turns as the writer; the worker runs what they enqueued.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from sentinel.core.db import make_engine
 from tests.conftest import (
@@ -37,6 +40,11 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _count(engine: Engine, sql: str) -> int:
+    with engine.connect() as c:
+        return int(c.execute(text(sql)).scalar() or 0)
+
+
 def test_two_api_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'sentinel.db'}"
     env = sentinel_env(url, tmp_path)
@@ -44,6 +52,9 @@ def test_two_api_processes_share_one_sqlite_file(tmp_path: Path) -> None:
     token = create_token(env, "am", "ingest")
     port = free_port()
     api = Proc(["api", "--port", str(port), "--workers", "2"], env, tmp_path / "api.log")
+    worker_env = {**env, "SENTINEL_WORKER__EXECUTOR_ID": "w1"}
+    worker = Proc(["worker"], worker_env, tmp_path / "worker.log")
+    engine = make_engine(url)
     services, per_service, repeats = 10, 12, 3
     bodies = [
         json.dumps(am_payload(am_alert("HighErrorRate", f"svc-{s}", fingerprint=f"fp-{s}-{i}")))
@@ -73,11 +84,20 @@ def test_two_api_processes_share_one_sqlite_file(tmp_path: Path) -> None:
         with ThreadPoolExecutor(12) as pool:
             codes = [c for out in pool.map(post, chunks) for c in out]
         served = _children(api.p.pid)
+        # the workflows the API processes enqueued run in the one worker beside them
+        wait_for(
+            lambda: (
+                _count(engine, "SELECT count(*) FROM incidents WHERE status = 'ESCALATED'")
+                == services
+            ),
+            timeout=120,
+            what="every incident triaged by the worker",
+        )
     finally:
         api.stop()
+        worker.stop()
     assert codes.count(202) == len(bodies), sorted(set(codes))
     assert len(served) == 2
-    engine = make_engine(url)
     with engine.connect() as c:
         # one incident per service, although both processes saw its first alerts at once
         assert c.execute(text("SELECT count(*), count(DISTINCT service) FROM incidents")).one() == (
