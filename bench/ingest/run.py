@@ -652,6 +652,8 @@ def sentinel_target(name: str, db_url: str, args: argparse.Namespace, tmp: Path)
     work = tmp / name
     work.mkdir()
     env = sentinel_env(db_url, work)
+    if args.writer_threads:
+        env["SENTINEL_INGEST__WRITER_THREADS"] = str(args.writer_threads)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     t = time.monotonic()
     token = create_token(env, "bench-ingest", "ingest")  # also migrates the database
@@ -815,6 +817,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=1,
         help="uvicorn worker processes per target, bare included (Sentinel: `sentinel api --workers`)",
+    )
+    ap.add_argument(
+        "--writer-threads",
+        type=int,
+        default=0,
+        help="ingest writer threads per Sentinel process (0: Sentinel's default)",
     )
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--redeliver", type=float, default=0.3, help="share of re-deliveries")

@@ -242,3 +242,52 @@ def test_redelivery_to_an_escalated_incident_joins_it(env: dict[str, Any]) -> No
         inc.status = "CLOSED"
     after_close = post(env, am_payload(am_alert(fingerprint="rep"))).json()["incident_ids"]
     assert after_close != first
+
+
+def test_concurrent_batches_on_several_writer_threads(db_url: str, tmp_path: Path) -> None:
+    """Four writer threads (PostgreSQL; SQLite keeps one): one incident per service, every
+    re-delivery counted once, one ALERT_INGESTED record per delivery, the chain intact."""
+    import asyncio
+
+    from sentinel.api.ingest_writer import IngestWriter
+    from sentinel.audit.chain import walk_chain
+    from sentinel.incident.ingest import Delivery
+    from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
+
+    settings = Settings(
+        database_url=db_url,
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    upgrade_database(settings)
+    engine = make_engine(db_url)
+    writer = IngestWriter(engine, 600, lambda s, ids: None, max_batch=8, threads=4)
+    expected_threads = 1 if engine.dialect.name == "sqlite" else 4
+    assert len(writer._threads) == expected_threads
+    services, per_service, repeats = 12, 10, 3
+    raws = [
+        am_payload(am_alert("HighErrorRate", f"svc-{s}", fingerprint=f"fp-{s}-{i}"))
+        for s in range(services)
+        for i in range(per_service)
+    ] * repeats
+
+    async def run() -> list[Any]:
+        def delivery(raw: dict[str, Any]) -> Delivery:
+            alerts = normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
+            return Delivery(alerts=alerts, raw=raw, source="alertmanager", principal="am")
+
+        return await asyncio.gather(*(writer.submit(delivery(r)) for r in raws))
+
+    try:
+        outs = asyncio.run(run())
+    finally:
+        writer.close()
+    assert writer.deliveries == len(raws) and writer.batches > 1
+    assert len({o.incident_ids[0] for o in outs}) == services
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Incident)) == services
+        assert s.scalar(select(func.count()).select_from(Alert)) == services * per_service
+        assert s.scalar(select(func.sum(Alert.received_count))) == len(raws)
+        ingested = s.scalar(select(func.count()).where(AuditRecord.action_type == "ALERT_INGESTED"))
+        assert ingested == len(raws)
+    assert walk_chain(engine).ok
+    engine.dispose()

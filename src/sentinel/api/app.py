@@ -69,7 +69,10 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
     engine = make_engine(settings.database_url)
     state = AppState(settings=settings, engine=engine, enqueuer=Enqueuer(settings))
     state.writer = IngestWriter(
-        engine, settings.ingest.group_window_seconds, routes_alerts.start_triage(state)
+        engine,
+        settings.ingest.group_window_seconds,
+        routes_alerts.start_triage(state),
+        threads=settings.ingest.writer_threads,
     )
 
     @asynccontextmanager

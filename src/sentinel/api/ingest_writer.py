@@ -1,9 +1,14 @@
 """One writer per API process: group commit of alert deliveries.
 
-Requests hand their validated delivery to the writer and wait; the writer takes whatever
-has queued (up to ``max_batch``), stores it in ONE transaction, commits, and only then
-wakes each request, which replies 202. Nothing is acknowledged before it is committed.
+Requests hand their validated delivery to the writer and wait; a writer thread takes
+whatever has queued (up to ``max_batch``), stores it in ONE transaction, commits, and only
+then wakes each request, which replies 202. Nothing is acknowledged before it is committed.
 If a batch fails, its deliveries are retried one by one so one bad delivery fails alone.
+
+``ingest.writer_threads`` > 1 (PostgreSQL) lets one batch run its reads and writes while
+another's commit waits for the WAL flush; batches that touch the same service still wait
+for each other (per-service locks). Deliveries in flight at the same time have no order
+between them (HTTP gives none either); one sent after another's 202 is stored after it.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ class IngestWriter:
         window_seconds: int,
         start_triage: StartTriage,
         max_batch: int = 128,
+        threads: int | None = None,
     ) -> None:
         self.engine = engine
         self.window_seconds = window_seconds
@@ -59,10 +65,16 @@ class IngestWriter:
         # Several API processes on one SQLite file take turns without SQLite's sleepy
         # busy handler (PostgreSQL needs nothing: its writers run concurrently).
         self._writer_lock = WriterLock(engine.url.database or "") if self._sqlite else None
-        self._thread = threading.Thread(target=self._run, name="sentinel-ingest", daemon=True)
-        self._thread.start()
         self.batches = 0
         self.deliveries = 0
+        sqlite = engine.dialect.name == "sqlite"
+        n = 1 if sqlite or not threads else threads  # SQLite: one writer anyway
+        self._threads = [
+            threading.Thread(target=self._run, name=f"sentinel-ingest-{i}", daemon=True)
+            for i in range(n)
+        ]
+        for t in self._threads:
+            t.start()
 
     async def submit(self, delivery: Delivery) -> IngestOutcome:
         """Queue a delivery and wait until it is committed."""
@@ -73,8 +85,10 @@ class IngestWriter:
 
     def close(self) -> None:
         """Finish what is queued, then stop."""
-        self._q.put(None)
-        self._thread.join(timeout=30)
+        for _ in self._threads:
+            self._q.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
         if self._checkpointer is not None:
             self._checkpointer.stop()
         if self._writer_lock is not None:

@@ -19,6 +19,8 @@ class IngestSettings(BaseModel):
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     group_window_seconds: int = Field(default=600, ge=0)
+    # Group-commit writer threads per API process (PostgreSQL only; SQLite has one writer).
+    writer_threads: int = Field(default=1, ge=1, le=16)
 
 
 class PrometheusSettings(BaseModel):
