@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -173,7 +174,7 @@ async def _ingest_alertmanager(state: AppState, scope: Scope, receive: Receive) 
 
 
 async def _reply(send: Send, status: int, content: Any) -> None:
-    body = json.dumps(content, separators=(",", ":")).encode()
+    body = orjson.dumps(content)
     await send(
         {
             "type": "http.response.start",

@@ -2,14 +2,15 @@
 
 ``rfc8785.dumps`` is pure Python and was most of the cost of ingesting an alert. For the
 documents the audit log holds (strings, safe integers, booleans, null, arrays, objects)
-the C-accelerated ``json`` encoder with sorted keys, no spaces and raw UTF-8 writes the
-very same bytes, so it is used whenever that is provably the case:
+``orjson`` with sorted keys (compact, raw UTF-8, like the C-accelerated ``json`` encoder
+but about five times faster) writes the very same bytes, so it is used whenever that is
+provably the case:
 
 - strings: both escape exactly ``"``, ``\\``, ``\\b \\f \\n \\r \\t`` and other controls as
-  ``\\u00xx`` (lowercase hex) and write everything else as UTF-8; lone surrogates make the
-  UTF-8 encode fail, and the slow path then refuses them as RFC 8785 does;
+  ``\\u00xx`` (lowercase hex) and write everything else as UTF-8; orjson refuses lone
+  surrogates, and the slow path then refuses them as RFC 8785 does;
 - integers within ±(2**53 − 1) print the same; booleans and null trivially;
-- object keys sort by UTF-16 code units in RFC 8785 and by code point in ``json``: the two
+- object keys sort by UTF-16 code units in RFC 8785 and by code point in orjson: the two
   orders agree unless a key holds a character outside the Basic Multilingual Plane.
 
 Anything else (a float, a big integer, an astral character in a key, a non-string key)
@@ -21,14 +22,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
 import rfc8785
 
 from sentinel.core.redact import REDACTED, is_secret_key, mask_secrets, may_hold_secret_value
 
 _INT_MAX = 2**53 - 1
-_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-)
+_SORTED = orjson.OPT_SORT_KEYS
 _ASTRAL = "\U00010000"
 
 
@@ -99,8 +99,8 @@ def canonical(obj: Any, *, plain: bool | None = None) -> bytes:
     """RFC 8785 canonical JSON bytes (``plain``: the caller already knows ``is_plain(obj)``)."""
     if plain if plain is not None else is_plain(obj):
         try:
-            return _ENCODER.encode(obj).encode("utf-8")
-        except UnicodeEncodeError:
+            return orjson.dumps(obj, option=_SORTED)
+        except orjson.JSONEncodeError:
             pass  # a lone surrogate: rfc8785 raises its own error below
     return bytes(rfc8785.dumps(obj))
 
@@ -141,15 +141,12 @@ def canonical_json_native(doc: Any) -> bytes | None:
     test checks both ways give the same bytes.
     """
     try:
-        text = _ENCODER.encode(doc)
-    except (TypeError, ValueError):
+        data = orjson.dumps(doc, option=_SORTED)
+    except orjson.JSONEncodeError:
+        return None  # a lone surrogate, say: the walk refuses it as RFC 8785 does
+    if may_hold_secret_value(data):
         return None
-    if may_hold_secret_value(text):
-        return None
-    try:
-        return text.encode("utf-8")
-    except UnicodeEncodeError:
-        return None  # a lone surrogate: the walk refuses it as RFC 8785 does
+    return data
 
 
 def _legacy_clean(value: Any) -> Any:

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy.orm import Session
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -27,7 +28,10 @@ _PG_SQL: dict[str, str] = {}
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), default=str)
+    try:
+        return orjson.dumps(obj, default=str).decode()  # labels, annotations: str to str
+    except orjson.JSONEncodeError:  # an int past 64 bits, a lone surrogate: the slow way
+        return json.dumps(obj, separators=(",", ":"), default=str)
 
 
 class RawSql:

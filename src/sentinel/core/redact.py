@@ -21,6 +21,7 @@ REDACTED = "[REDACTED]"
 # JSON escaping never splits one (it only touches quotes, backslashes and control
 # characters): serialized JSON without any of them holds no secret-shaped string.
 SECRET_VALUE_MARKS = ("Bearer", "snt_", "AKIA", "PRIVATE KEY", "xox")
+_SECRET_VALUE_MARKS_UTF8 = tuple(m.encode() for m in SECRET_VALUE_MARKS)
 
 
 # Counters named after tokens, not secrets: LLM usage and budgets must survive the audit log.
@@ -43,8 +44,11 @@ def is_secret_key(key: str) -> bool:
     return key.lower() not in _TOKEN_COUNTS and _SECRET_KEY.search(key) is not None
 
 
-def may_hold_secret_value(text: str) -> bool:
-    """False only when no string inside ``text`` (plain or serialized JSON) is secret-shaped."""
+def may_hold_secret_value(text: str | bytes) -> bool:
+    """False only when no string inside ``text`` (plain or serialized JSON, str or UTF-8) is
+    secret-shaped."""
+    if isinstance(text, bytes):
+        return any(mark in text for mark in _SECRET_VALUE_MARKS_UTF8)
     return any(mark in text for mark in SECRET_VALUE_MARKS)
 
 
