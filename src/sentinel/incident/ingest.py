@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from sentinel.audit import chain as audit
@@ -58,16 +57,14 @@ class _AlertState:
     values: dict[str, Any] = field(default_factory=dict)
 
 
-def _lock_services(session: Session, services: set[str]) -> None:
+def _lock_services(sql: RawSql, services: set[str]) -> None:
     # Serialize grouping per service across API replicas (SQLite is already serialized).
-    if session.get_bind().dialect.name != "postgresql":
+    if not sql.pg:
         return
     # One round trip; sorted so two batches never wait on each other in a cycle.
-    session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(hashtextextended(t.s, 7262730002)) FROM"
-            " (SELECT s FROM unnest(CAST(:svcs AS text[])) AS s ORDER BY s) AS t"
-        ),
+    sql.rows(
+        "SELECT pg_advisory_xact_lock(hashtextextended(t.s, 7262730002)) FROM"
+        " (SELECT s FROM unnest(CAST(:svcs AS text[])) AS s ORDER BY s) AS t",
         {"svcs": sorted(services)},
     )
 
@@ -84,7 +81,7 @@ def ingest_batch(
     sql = RawSql(session)
     all_alerts = [a for d in deliveries for a in d.alerts]
     services = {a.service for a in all_alerts}
-    _lock_services(session, services)
+    _lock_services(sql, services)
     keys = {(a.source, a.fingerprint) for a in all_alerts}
 
     # Latest alert row per (source, fingerprint), preferring one on a not-CLOSED incident.
