@@ -157,7 +157,10 @@ class Proc:
         return self.p.poll() is None
 
 
-def wait_http(url: str, timeout: float = 60.0, proc: Proc | None = None) -> None:
+def wait_http(url: str, timeout: float = 150.0, proc: Proc | None = None) -> None:
+    """Wait for a 200 from ``url``. A process's startup takes ~10 s on an idle 2-core
+    machine and several times that when the cores are busy (xdist, other jobs): the
+    timeout only bounds a hang. If ``proc`` never gets ready it is stopped, not leaked."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and not proc.alive():
@@ -168,6 +171,8 @@ def wait_http(url: str, timeout: float = 60.0, proc: Proc | None = None) -> None
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
+    if proc is not None:
+        proc.stop()
     raise TimeoutError(f"{url} not up after {timeout}s")
 
 

@@ -23,6 +23,9 @@ SCENARIOS = sorted(p.stem for p in (ROOT / "scenarios").glob("*.yaml"))
 @pytest.mark.prometheus
 @pytest.mark.redis
 @pytest.mark.slow
+@pytest.mark.timeout(
+    900
+)  # seven scenario runs of 40-70 s, two at a time: ~190 s idle, far more on busy cores
 def test_every_public_scenario_ends_as_expected(tmp_path: Path) -> None:
     need(binaries_present(), "the prometheus and prometheus-alertmanager binaries")
     need(port_open("127.0.0.1", 6379), "Redis on 127.0.0.1:6379 (cache-poisoning)")

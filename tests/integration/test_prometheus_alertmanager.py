@@ -92,7 +92,7 @@ class SentinelApi:
 
 def start_sentinel(env: dict[str, str], tmp: Path, port: int) -> Proc:
     proc = Proc(["serve", "--host", "127.0.0.1", "--port", str(port)], env, tmp / "sentinel.log")
-    wait_http(f"http://127.0.0.1:{port}/readyz", timeout=60, proc=proc)
+    wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
     return proc
 
 
