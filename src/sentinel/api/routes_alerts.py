@@ -122,11 +122,6 @@ def parse_json_document(body: bytes) -> tuple[dict[str, Any], bool]:
     return raw, not odd
 
 
-def parse_json_object(body: bytes) -> dict[str, Any]:
-    """Decode a JSON object or raise a 400 that says what is wrong."""
-    return parse_json_document(body)[0]
-
-
 def start_triage(state: AppState) -> Callable[[Session, list[str]], None]:
     """Enqueue each new incident's triage workflow inside the ingest transaction."""
 
