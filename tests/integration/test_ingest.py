@@ -291,3 +291,62 @@ def test_concurrent_batches_on_several_writer_threads(db_url: str, tmp_path: Pat
         assert ingested == len(raws)
     assert walk_chain(engine).ok
     engine.dispose()
+
+
+def test_a_failed_batch_rolls_back_and_its_deliveries_retry_on_a_fresh_connection(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The writer keeps one connection across batches. When a batch fails after it wrote
+    (PostgreSQL: its connection is killed; SQLite: an error), nothing of it stays, the
+    connection is replaced, and each delivery is retried alone and stored exactly once."""
+    import asyncio
+
+    from sqlalchemy import text
+
+    from sentinel.api.ingest_writer import IngestWriter
+    from sentinel.audit.chain import walk_chain
+    from sentinel.incident.ingest import Delivery
+    from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
+
+    settings = Settings(
+        database_url=db_url,
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    upgrade_database(settings)
+    engine = make_engine(db_url)
+    calls: list[int] = []
+
+    def start_triage(conn: Any, incident_ids: list[str]) -> None:
+        calls.append(len(incident_ids))
+        if len(calls) == 1:  # the first batch fails after its writes
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            raise RuntimeError("transient failure")
+
+    writer = IngestWriter(engine, 600, start_triage, max_batch=64)
+    raws = [
+        am_payload(am_alert("HighErrorRate", f"svc-{i % 3}", fingerprint=f"fp-{i}"))
+        for i in range(9)
+    ]
+
+    async def run() -> list[Any]:
+        def delivery(raw: dict[str, Any]) -> Delivery:
+            alerts = normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
+            return Delivery(alerts=alerts, raw=raw, source="alertmanager", principal="am")
+
+        return await asyncio.gather(*(writer.submit(delivery(r)) for r in raws))
+
+    try:
+        outs = asyncio.run(run())
+    finally:
+        writer.close()
+    assert calls[0] >= 1 and len(calls) > 1  # a failed batch, then retries
+    assert len({o.incident_ids[0] for o in outs}) == 3
+    with Session(engine) as s:
+        assert s.scalar(select(func.count()).select_from(Incident)) == 3
+        assert s.scalar(select(func.count()).select_from(Alert)) == len(raws)
+        assert s.scalar(select(func.sum(Alert.received_count))) == len(raws)
+        ingested = s.scalar(select(func.count()).where(AuditRecord.action_type == "ALERT_INGESTED"))
+        assert ingested == len(raws)
+    assert walk_chain(engine).ok
+    engine.dispose()

@@ -214,3 +214,44 @@ def test_parse_json_document_flags_numbers_the_fast_path_cannot_take() -> None:
     for body in (b'{"a": 1.5}', b'{"a": 9007199254740992}', b'{"a": NaN}', b'{"a": 1e3}'):
         assert parse_json_document(body)[1] is False
     assert parse_json_document('{"é": "ü"}'.encode("utf-16"))[0] == {"é": "ü"}
+
+
+_wire_scalars = st.one_of(
+    _native_scalars,
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**70), max_value=2**70),
+)
+_wire = st.recursive(
+    _wire_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(_native_keys, inner, max_size=4),
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(_native_keys, _wire, max_size=5), st.booleans())
+def test_parse_json_document_orjson_path_equals_the_json_path(doc: Any, ascii_only: bool) -> None:
+    """The orjson fast path returns exactly what the ``json`` module's path returns: the
+    same values (a big integer stays exact), the same nativeness verdict."""
+    from sentinel.api.routes_alerts import _parse_json_slow, parse_json_document
+
+    try:
+        body = json.dumps(doc, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+    except UnicodeEncodeError:
+        return
+    got = parse_json_document(body)
+    want = _parse_json_slow(body)
+    assert got[1] == want[1]
+    assert json.dumps(got[0], sort_keys=True) == json.dumps(want[0], sort_keys=True)
+    assert [type(v) for v in _leaves(got[0])] == [type(v) for v in _leaves(want[0])]
+
+
+def _leaves(obj: Any) -> list[Any]:
+    if isinstance(obj, dict):
+        return [x for k in sorted(obj) for x in _leaves(obj[k])]
+    if isinstance(obj, list):
+        return [x for v in obj for x in _leaves(v)]
+    return [obj]

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -88,11 +89,51 @@ def parse_json_document(body: bytes) -> tuple[dict[str, Any], bool]:
 
     Also says whether the object is JSON-native for the audit log (``Entry.json_native``):
     no float, NaN or infinity, no integer past ±(2**53 − 1) and no secret-looking or astral
-    key anywhere in it. The decoder hands over each number and each object it builds, so
-    the check rides along with the parse.
+    key anywhere in it. orjson decodes the common case (UTF-8, RFC 8259, strings, small
+    integers: an Alertmanager delivery) to the same values as ``json``, and one walk over
+    the result checks it. Everything else takes the ``json`` module's path, so the values
+    and the error messages are ``json``'s: what orjson refuses (other encodings, NaN, lone
+    surrogates, malformed text) and any document that is not native (orjson turns an
+    integer past 64 bits into a float, ``json`` keeps it exact).
     """
     if not body:
         raise BadRequest("empty body; expected a JSON object")
+    try:
+        raw = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _parse_json_slow(body)
+    if type(raw) is dict and _is_native(raw):
+        return raw, True
+    return _parse_json_slow(body)
+
+
+def _is_native(doc: dict[str, Any]) -> bool:
+    """No float, no integer past ±(2**53 − 1), and only keys ``keys_are_native`` passes."""
+    pending: list[Any] = [doc]
+    while pending:
+        node = pending.pop()
+        if type(node) is dict:
+            if not keys_are_native(node):
+                return False
+            node = node.values()
+        for value in node:
+            kind = type(value)
+            if kind is str or kind is bool or value is None:
+                continue
+            if kind is int:
+                if -_INT_MAX <= value <= _INT_MAX:
+                    continue
+                return False
+            if kind is dict or kind is list:
+                pending.append(value)
+                continue
+            return False  # a float
+    return True
+
+
+def _parse_json_slow(body: bytes) -> tuple[dict[str, Any], bool]:
+    """``parse_json_document`` through the ``json`` module, checking as it parses: the
+    decoder hands over each number and each object it builds."""
     odd: list[str] = []
 
     def _float(text: str) -> float:
@@ -122,10 +163,10 @@ def parse_json_document(body: bytes) -> tuple[dict[str, Any], bool]:
     return raw, not odd
 
 
-def start_triage(state: AppState) -> Callable[[Session, list[str]], None]:
+def start_triage(state: AppState) -> Callable[[Session | Connection, list[str]], None]:
     """Enqueue each new incident's triage workflow inside the ingest transaction."""
 
-    def start(s: Session, incident_ids: list[str]) -> None:
+    def start(s: Session | Connection, incident_ids: list[str]) -> None:
         for iid in incident_ids:
             state.enqueuer.enqueue_in(s, TRIAGE, triage_workflow_id(iid), iid)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from sentinel.audit import chain as audit
@@ -71,7 +72,7 @@ def _lock_services(sql: RawSql, services: set[str]) -> None:
 
 def ingest_batch(
     *,
-    session: Session,
+    session: Session | Connection,
     deliveries: list[Delivery],
     window_seconds: int,
     now: datetime | None = None,
