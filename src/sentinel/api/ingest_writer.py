@@ -53,7 +53,7 @@ class IngestWriter:
         self.window_seconds = window_seconds
         self.start_triage = start_triage
         self.max_batch = max_batch
-        self._q: queue.Queue[_Job | None] = queue.Queue()
+        self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # put() in C, no lock
         self._sqlite = is_file_sqlite(engine)
         self._checkpointer = WalCheckpointer(engine).start() if self._sqlite else None
         # Several API processes on one SQLite file take turns without SQLite's sleepy

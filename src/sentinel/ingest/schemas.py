@@ -78,7 +78,8 @@ def normalize_alertmanager(payload: AlertmanagerWebhook) -> list[AlertIn]:
     for a in payload.alerts:
         labels = dict(a.labels)
         out.append(
-            AlertIn(
+            # Every value is already validated (AMAlert, strict types): no second validation.
+            AlertIn.model_construct(
                 source="alertmanager",
                 fingerprint=a.fingerprint or label_fingerprint(labels),
                 status=a.status,
