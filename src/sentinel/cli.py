@@ -80,15 +80,29 @@ def api(
     if workers == 1:
         uvicorn.run(create_app(s, with_worker=False), host=host, port=port, log_level="warning")
         return
-    # Each process builds its app from the same settings (SENTINEL_CONFIG is inherited).
-    uvicorn.run(
-        "sentinel.api.app:api_only_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    # Each process builds its app from the same settings (SENTINEL_CONFIG is inherited),
+    # and writes its metrics where any of them can read all (see api/metrics.py).
+    import os
+    import shutil
+    import tempfile
+
+    from sentinel.api.metrics import MULTIPROC_ENV
+
+    own_dir = not os.environ.get(MULTIPROC_ENV)
+    if own_dir:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="sentinel-metrics-")
+    try:
+        uvicorn.run(
+            "sentinel.api.app:api_only_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level="warning",
+        )
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ.pop(MULTIPROC_ENV), ignore_errors=True)
 
 
 @app.command()

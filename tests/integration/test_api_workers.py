@@ -40,6 +40,14 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _received(exposition: str) -> float:
+    """sentinel_alerts_received_total of firing Alertmanager alerts in a scrape."""
+    for line in exposition.splitlines():
+        if line.startswith("sentinel_alerts_received_total{") and 'status="firing"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no sentinel_alerts_received_total sample:\n" + exposition)
+
+
 def _count(engine: Engine, sql: str) -> int:
     with engine.connect() as c:
         return int(c.execute(text(sql)).scalar() or 0)
@@ -84,6 +92,11 @@ def test_two_api_processes_share_one_sqlite_file(tmp_path: Path) -> None:
         with ThreadPoolExecutor(12) as pool:
             codes = [c for out in pool.map(post, chunks) for c in out]
         served = _children(api.p.pid)
+        # whichever process answers a scrape reports every process's counts
+        scraped = []
+        for _ in range(6):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+                scraped.append(_received(c.get("/metrics").text))
         # the workflows the API processes enqueued run in the one worker beside them
         wait_for(
             lambda: (
@@ -98,6 +111,7 @@ def test_two_api_processes_share_one_sqlite_file(tmp_path: Path) -> None:
         worker.stop()
     assert codes.count(202) == len(bodies), sorted(set(codes))
     assert len(served) == 2
+    assert scraped == [float(len(bodies))] * len(scraped), scraped
     with engine.connect() as c:
         # one incident per service, although both processes saw its first alerts at once
         assert c.execute(text("SELECT count(*), count(DISTINCT service) FROM incidents")).one() == (

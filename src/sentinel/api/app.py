@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Response
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -26,7 +25,7 @@ from sentinel.api import (
     routes_slack,
 )
 from sentinel.api.ingest_writer import IngestWriter
-from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, REGISTRY
+from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, exposition
 from sentinel.api.state import AppState, StateDep
 from sentinel.audit.models import AuditRecord
 from sentinel.bootstrap import start_worker
@@ -125,7 +124,7 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
             AUDIT_RECORDS.set(s.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0)
         for status in IncidentStatus:
             INCIDENTS.labels(status.value).set(counts.get(status.value, 0))
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     dashboard.mount_dashboard(app, dashboard.DIST)  # last: its catch-all GET route must match last
     return app

@@ -1,8 +1,20 @@
-"""Sentinel's own Prometheus metrics."""
+"""Sentinel's own Prometheus metrics.
+
+One process exposes its own registry. Under ``sentinel api --workers N`` every process
+writes its samples to files in ``PROMETHEUS_MULTIPROC_DIR`` (set by the CLI before the
+processes start; prometheus_client reads it at import) and whichever process answers a
+scrape reports all of them: counters and histograms summed over the processes, the
+gauges (read from the database at scrape time) as the most recent value.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -17,6 +29,24 @@ INGEST_SECONDS = Histogram(
     registry=REGISTRY,
 )
 INCIDENTS = Gauge(
-    "sentinel_incidents", "Incidents by status (read at scrape time)", ["status"], registry=REGISTRY
+    "sentinel_incidents",
+    "Incidents by status (read at scrape time)",
+    ["status"],
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
 )
-AUDIT_RECORDS = Gauge("sentinel_audit_records", "Audit log length", registry=REGISTRY)
+AUDIT_RECORDS = Gauge(
+    "sentinel_audit_records",
+    "Audit log length",
+    registry=REGISTRY,
+    multiprocess_mode="mostrecent",
+)
+
+
+def exposition() -> bytes:
+    """The scrape body: this process's registry, or every API process's samples."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return generate_latest(REGISTRY)
+    merged = CollectorRegistry()
+    MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    return generate_latest(merged)
