@@ -71,6 +71,7 @@ def transient_frame(
     n_abnormal: int = 10,
     shock: float = 1.5,
     seed: int = 0,
+    own: dict[str, float] | None = None,
 ) -> MetricFrame:
     """A short transient fault at 1-minute resolution (CIRCA's simulator in miniature).
 
@@ -79,13 +80,13 @@ def transient_frame(
     add little own noise (0.2). ``root``'s own mechanism gets a shock of ``shock`` for the first
     two abnormal minutes, which propagates to its callers and then fades: against the root's
     whole spread the shock is no larger than the sources' noise peaks, against what its
-    callees leave unexplained it is several sigmas.
+    callees leave unexplained it is several sigmas. ``own`` overrides a service's own noise.
     """
     rng = np.random.default_rng(seed)
     n = n_normal + n_abnormal
     shock_at = np.zeros(n)
     shock_at[n_normal : n_normal + 2] = shock
-    own = {"db": 1.0, "cache": 1.0, "api": 0.2, "frontend": 0.2}
+    own = {"db": 1.0, "cache": 1.0, "api": 0.2, "frontend": 0.2} | (own or {})
     lat: dict[str, np.ndarray] = {}
     for svc in ("db", "cache", "api", "frontend"):
         x = rng.normal(0.0, own[svc], n) + (shock_at if svc == root else 0.0)

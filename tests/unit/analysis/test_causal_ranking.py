@@ -97,6 +97,19 @@ def test_a_short_transient_fault_on_an_inner_service() -> None:
             assert by[root].residual > 4.0  # a standout against its residual's noise
 
 
+def test_a_short_transient_fault_in_a_near_deterministic_service() -> None:
+    # api inherits 99.96 % of its variance from db (own noise 0.02): a shock of 0.2 is a fifth
+    # of api's spread, under the sources' noise peaks, but ten sigmas of its own mechanism.
+    # The regression test fits without shrinkage and trusts a fit up to 99.9 % explained
+    # variance, so the shock stands out (a 10 % floor on the residual's sigma hid it).
+    for seed in range(10):
+        a = analyze_frame(transient_frame(root="api", own={"api": 0.02}, shock=0.2, seed=seed))
+        by = {r.service: r for r in a.nodes}
+        assert a.service_scores[0][0] == "api", seed
+        assert by["api"].residual > 4.0, seed
+        assert by["frontend"].residual < 4.0, seed  # its callee's shock is explained
+
+
 def test_a_short_transient_fault_on_a_source_and_no_fault() -> None:
     # A clear shock on a source is found as before; the callers it propagated to are symptoms.
     for root in ("db", "cache"):

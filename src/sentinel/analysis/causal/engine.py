@@ -39,13 +39,18 @@ MAX_POINTS = 2400  # longer windows are block-averaged (1 h at 1 s -> 2 s steps)
 ONSET_Z = 3.0  # a metric's onset: its |z| first stays above this (3 points)
 ANOMALY_Z = 2.0  # a metric whose post-onset deviation is below this is calm
 RIDGE = 1e-2
+# The short-window regression test fits a long baseline (at least POINTS_PER_FEATURE points per
+# regressor): no shrinkage, only enough ridge for numerical stability.
+RIDGE_TEST = 1e-8
 POINTS_PER_FEATURE = 5
 GATE_DEV = 1.0  # below this deviation (baseline sigmas) a metric is not a candidate
 NOISE_DEV = 0.5  # an unexplained deviation this small is noise
 UPSTREAM_WEIGHT = 2.0  # how strongly an unexplained ancestor discounts its descendants
 SIG_K = 3.0  # an unexplained deviation counts upstream above median + SIG_K robust sigmas
 ZQ_CLIP = 1000.0  # the convex regressor z|z|/10 is clipped here
-RESID_FLOOR = 0.1  # a residual's sigma is at least this share of its metric's (short windows)
+# A residual's sigma is at least this share of its metric's (short windows): a parent fit is
+# trusted to explain at most 99.9 % of a metric's variance (sqrt(1 - 0.999) ~ 0.03).
+RESID_FLOOR = 0.03
 EVENT_HORIZON_S = 1800.0  # a change this long before the onset is still a suspect
 
 
@@ -183,6 +188,8 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
     # 4. Residual after parents, per metric: what of its deviation the parents do not explain.
     resids = np.empty_like(z)
     fitted = np.zeros(m, dtype=bool)
+    # Short post-onset window after a long baseline: the residual is a regression test (below).
+    test = weight < 0.5 and split >= SHORT_BASELINE
     contribs: list[dict[int, float]] = []
     for j in range(m):
         ps = parents[j]
@@ -199,7 +206,10 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
                 step_d[split:] = 1.0
                 coef = _ridge(np.column_stack([xm, step_d]), y, free=(0, xm.shape[1]))[:-1]
             else:
-                coef = _ridge(xm, y)
+                # In the regression test the fit must be unbiased: shrinkage leaves part of a
+                # parent's effect in the residual, and at a root cause's extreme values (a
+                # shock of many sigmas) that part is a false innovation in each of its children.
+                coef = _ridge(xm, y, ridge=RIDGE_TEST if test else RIDGE)
             resid = y - xm @ coef
             fitted[j] = bool(names)
             for c, p in enumerate(names, start=1):
@@ -212,7 +222,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
         resids[:, j] = resid - np.median(resid[:split])
         contribs.append(contrib)
     unexplained = np.minimum(_deviation(resids, split, share, weight), dev)
-    if weight < 0.5 and split >= SHORT_BASELINE:
+    if test:
         # A transient fault (CIRCA's 2-point shock) is an innovation in the metric's own
         # mechanism: small against the metric's spread, which its ancestors dominate, but large
         # against what its parents leave unexplained in normal times (a regression test).
@@ -271,7 +281,7 @@ def analyze_frame(frame: MetricFrame, *, learn_graph: bool | None = None) -> Ana
 def _innovation(resids: Array, split: int, share: float, weight: float) -> Array:
     """Per column, the post-onset deviation of the residual in the residual's own baseline
     sigmas (floored at RESID_FLOOR metric sigmas: a near-perfect parent fit is not trusted
-    to magnify a wiggle more than tenfold)."""
+    to magnify a wiggle more than about thirtyfold)."""
     _, rs = robust_center_scale(resids[:split])
     return _deviation(resids / np.maximum(rs, RESID_FLOOR), split, share, weight)
 
@@ -326,9 +336,9 @@ def _features(
     return [np.ones(n)], []
 
 
-def _ridge(x: Array, y: Array, free: tuple[int, ...] = (0,)) -> Array:
+def _ridge(x: Array, y: Array, free: tuple[int, ...] = (0,), ridge: float = RIDGE) -> Array:
     xtx = x.T @ x
-    lam = RIDGE * (np.trace(xtx) / max(1, xtx.shape[0]))
+    lam = ridge * (np.trace(xtx) / max(1, xtx.shape[0]))
     reg = lam * np.eye(xtx.shape[0])
     for f in free:  # no penalty on the intercept (and the step)
         reg[f, f] = 0.0
