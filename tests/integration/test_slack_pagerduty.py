@@ -345,8 +345,34 @@ def test_a_closed_incident_resolves_its_page(
             iid = rollback_alert(stack)
             stack.viewer.wait_status(iid, "AWAITING_APPROVAL")
             (appr,) = stack.viewer.approvals(status="pending")
-            r = stack.approver.post(f"/api/v1/approvals/{appr['approval_id']}/approve", {})
-            assert r.status_code == 200, r.text
+            aid = appr["approval_id"]
+            # The request with its buttons is in Slack (and its post recorded) before anyone decides.
+            wait_for(
+                lambda: any(
+                    i["idempotency_key"] == f"{iid}:triage:slack:decision"
+                    and i["status"] == "SUCCEEDED"
+                    for i in stack.intents(iid)
+                ),
+                timeout=30,
+                what="the approval request posted",
+            )
+            (ask,) = [p for p in slack.posts() if buttons(p["args"]["blocks"])]
+            assert buttons(ask["args"]["blocks"]) == [
+                ("sentinel_approve", aid),
+                ("sentinel_reject", aid),
+            ]
+            # Approved through the CLI (the API): the Slack message drops its buttons too.
+            out = run_cli(
+                stack.env, "approve", aid, "--url", stack.base, "--token", stack.tokens["alice"]
+            )
+            assert out.stdout.startswith("APPROVED"), out.stdout + out.stderr
+            decided = wait_for(
+                lambda: (b := slack.messages[ask["ts"]]["blocks"]) and not buttons(b) and b,
+                timeout=30,
+                what="the approval message updated",
+            )
+            assert "Approved* by alice" in block_text(decided)
+            assert len(slack.updates()) == 1
             stack.viewer.wait_status(iid, "CLOSED", timeout=60)
             wait_for(lambda: pagerduty.events, timeout=30, what="the PagerDuty resolve")
             assert pagerduty.actions() == [("resolve", dedup_key(iid))]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query
 
+from sentinel.api.slack_messages import refresh_approval_message
 from sentinel.api.state import AppState, CurrentPrincipal, Reader, StateDep
 from sentinel.approval import service as approval_service
 from sentinel.approval.schemas import ApprovalRead, DecisionIn
@@ -48,10 +49,14 @@ def list_approvals(
 
 @router.post("/{approval_id}/approve", response_model=ApprovalRead)
 def approve(
-    approval_id: str, state: StateDep, who: Approver, body: DecisionIn | None = None
+    approval_id: str,
+    state: StateDep,
+    who: Approver,
+    later: BackgroundTasks,
+    body: DecisionIn | None = None,
 ) -> ApprovalRead:
     """Approve: recorded and the remediation workflow enqueued in one transaction."""
-    return decide_approval(
+    read = decide_approval(
         state,
         approval_id=approval_id,
         approve=True,
@@ -59,14 +64,20 @@ def approve(
         role=who.role,
         comment=body.comment if body else "",
     )
+    later.add_task(refresh_approval_message, state, approval_id)  # after the reply
+    return read
 
 
 @router.post("/{approval_id}/reject", response_model=ApprovalRead)
 def reject(
-    approval_id: str, state: StateDep, who: Approver, body: DecisionIn | None = None
+    approval_id: str,
+    state: StateDep,
+    who: Approver,
+    later: BackgroundTasks,
+    body: DecisionIn | None = None,
 ) -> ApprovalRead:
     """Reject: nothing runs; the incident is closed by the human (EscalateToHuman → Closed)."""
-    return decide_approval(
+    read = decide_approval(
         state,
         approval_id=approval_id,
         approve=False,
@@ -74,6 +85,8 @@ def reject(
         role=who.role,
         comment=body.comment if body else "",
     )
+    later.add_task(refresh_approval_message, state, approval_id)  # after the reply
+    return read
 
 
 def decide_approval(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,11 +19,11 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from sentinel.api.routes_approvals import decide_approval
+from sentinel.api.slack_messages import refresh_approval_message
 from sentinel.api.state import AppState, StateDep
 from sentinel.audit import chain as audit
 from sentinel.audit.models import ActionType, Actor
 from sentinel.auth.models import User
-from sentinel.core.clock import utcnow
 from sentinel.core.db import transaction
 from sentinel.core.errors import (
     Conflict,
@@ -37,7 +36,6 @@ from sentinel.core.errors import (
 from sentinel.flows.channels import approval_doc
 from sentinel.notify.slack import (
     APPROVE_ACTION,
-    approval_message,
     decision_of,
     esc,
     message_ref,
@@ -187,23 +185,7 @@ def update_message(
     note: str | None = None,
 ) -> str:
     """chat.update the clicked message from the approval's stored state; never fails the request."""
-    slack = state.slack()
     ref = message_ref(payload)
-    if slack is None or ref is None:
+    if ref is None:
         return "skipped"
-    try:
-        with Session(state.engine) as s:
-            doc = approval_doc(s, approval_id)
-    except NotFound:
-        return "skipped"
-    if outcome is None and doc["status"] != "PENDING":
-        by = f" by {esc(doc['decided_by'])}" if doc.get("decided_by") else ""
-        outcome = f"*{esc(doc['status'].capitalize())}*{by}"
-    elif outcome is None and datetime.fromisoformat(str(doc["expires_at"])) <= utcnow():
-        outcome = "*Expired*: nothing runs"
-    try:
-        slack.update(ref[0], ref[1], approval_message(doc, note=note, outcome=outcome))
-    except Exception as exc:  # noqa: BLE001 - the decision stands; Slack is only told
-        log.warning("chat.update for approval %s failed: %s", approval_id, type(exc).__name__)
-        return "failed"
-    return "updated"
+    return refresh_approval_message(state, approval_id, ref, outcome=outcome, note=note)

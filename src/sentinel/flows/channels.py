@@ -15,9 +15,11 @@ from sentinel.approval import service as approval_service
 from sentinel.approval.schemas import ApprovalRead
 from sentinel.audit.models import ActionType
 from sentinel.core.db import transaction
+from sentinel.core.ids import triage_workflow_id
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
 from sentinel.flows.effects import at_most_once
+from sentinel.flows.models import Intent, IntentStatus
 from sentinel.incident import service as incident_service
 from sentinel.notify import service as notify_service
 from sentinel.notify.pagerduty import dedup_key
@@ -33,6 +35,22 @@ def approval_doc(s: Session, approval_id: str) -> dict[str, Any]:
     return read.model_dump(mode="json")
 
 
+def chat_post_key(workflow_id: str, provider: str, event: str) -> str:
+    """The idempotency key of one chat post (its intent record)."""
+    return f"{workflow_id}:{provider}:{event}"
+
+
+def approval_message_ref(s: Session, incident_id: str, provider: str) -> tuple[str, str] | None:
+    """(channel, ts) of the incident's approval request as posted (triage's decision post),
+    or None when it was never posted (no chat configured, or the post failed)."""
+    intent = s.get(Intent, chat_post_key(triage_workflow_id(incident_id), provider, "decision"))
+    if intent is None or intent.status != IntentStatus.SUCCEEDED or not intent.result:
+        return None
+    result = intent.result
+    ts, channel = result.get("ts"), result.get("channel")
+    return (str(channel), str(ts)) if ts and channel else None
+
+
 @runtime.step(name="ChatUpdate")
 def chat_update(incident_id: str, event: str, detail: dict[str, Any]) -> dict[str, Any]:
     """Post one incident update (or the approval request) into the incident's thread, at most once."""
@@ -40,7 +58,7 @@ def chat_update(incident_id: str, event: str, detail: dict[str, Any]) -> dict[st
     chat = d.chat
     if chat is None:
         return {"status": "SKIPPED", "reason": "no chat channel configured"}
-    key = f"{runtime.current_workflow_id()}:{chat.name}:{event}"
+    key = chat_post_key(runtime.current_workflow_id(), chat.name, event)
     with Session(d.engine) as s:
         inc = incident_service.get(session=s, incident_id=incident_id)
         incident = {"incident_id": inc.incident_id, "service": inc.service, "title": inc.title}
