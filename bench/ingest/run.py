@@ -654,6 +654,8 @@ def sentinel_target(name: str, db_url: str, args: argparse.Namespace, tmp: Path)
     env = sentinel_env(db_url, work)
     if args.writer_threads:
         env["SENTINEL_INGEST__WRITER_THREADS"] = str(args.writer_threads)
+    if args.batch_linger_ms is not None:
+        env["SENTINEL_INGEST__BATCH_LINGER_MS"] = str(args.batch_linger_ms)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     t = time.monotonic()
     token = create_token(env, "bench-ingest", "ingest")  # also migrates the database
@@ -823,6 +825,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=0,
         help="ingest writer threads per Sentinel process (0: Sentinel's default)",
+    )
+    ap.add_argument(
+        "--batch-linger-ms",
+        type=float,
+        default=None,
+        help="Sentinel's ingest.batch_linger_ms (default: 0.3 on PostgreSQL, 0 on SQLite)",
     )
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--redeliver", type=float, default=0.3, help="share of re-deliveries")

@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
         settings.ingest.group_window_seconds,
         routes_alerts.start_triage(state),
         threads=settings.ingest.writer_threads,
+        linger_ms=settings.ingest.batch_linger_ms,
     )
 
     @asynccontextmanager

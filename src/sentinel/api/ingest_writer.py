@@ -5,6 +5,11 @@ whatever has queued (up to ``max_batch``), stores it in ONE transaction, commits
 then wakes each request, which replies 202. Nothing is acknowledged before it is committed.
 If a batch fails, its deliveries are retried one by one so one bad delivery fails alone.
 
+``ingest.batch_linger_ms`` lets the writer wait a moment for more deliveries before it
+commits: on PostgreSQL (0.3 ms by default), where a commit takes milliseconds, the requests
+one commit answers are back within that moment and join the next batch instead of
+starting a half-empty one of their own.
+
 ``ingest.writer_threads`` > 1 (PostgreSQL) lets one batch run its reads and writes while
 another's commit waits for the WAL flush; batches that touch the same service still wait
 for each other (per-service locks). Deliveries in flight at the same time have no order
@@ -17,6 +22,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +33,11 @@ from sentinel.core.db import WalCheckpointer, WriterLock, is_file_sqlite
 from sentinel.incident.ingest import Delivery, IngestOutcome, ingest_batch
 
 log = logging.getLogger("sentinel.ingest")
+
+# The PostgreSQL default of ``ingest.batch_linger_ms``: measured in-process at 16 deliveries
+# in flight, batches went from 8-13 deliveries to 16 (two half batches alternating, each
+# waiting out the other's commit, became one).
+PG_LINGER_MS = 0.3
 
 StartTriage = Callable[[Session | Connection, list[str]], None]
 
@@ -48,6 +59,7 @@ class IngestWriter:
         start_triage: StartTriage,
         max_batch: int = 128,
         threads: int | None = None,
+        linger_ms: float | None = None,
     ) -> None:
         self.engine = engine
         self.window_seconds = window_seconds
@@ -63,6 +75,9 @@ class IngestWriter:
         self.deliveries = 0
         self._local = threading.local()  # each writer thread's own connection
         sqlite = engine.dialect.name == "sqlite"
+        if linger_ms is None:
+            linger_ms = 0.0 if sqlite else PG_LINGER_MS
+        self.linger = linger_ms / 1000
         n = 1 if sqlite or not threads else threads  # SQLite: one writer anyway
         self._threads = [
             threading.Thread(target=self._run, name=f"sentinel-ingest-{i}", daemon=True)
@@ -102,9 +117,17 @@ class IngestWriter:
                 return
             jobs = [first]
             stop = False
+            # Take what has queued; with a linger, also what arrives within `linger` of the
+            # last one, for at most 10 lingers in all (a steady stream still commits).
+            linger = self.linger
+            until = time.monotonic() + 10 * linger
             while len(jobs) < self.max_batch:
                 try:
-                    nxt = self._q.get_nowait()
+                    if linger:
+                        wait = min(linger, until - time.monotonic())
+                        nxt = self._q.get(timeout=wait) if wait > 0 else self._q.get_nowait()
+                    else:
+                        nxt = self._q.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:

@@ -21,6 +21,10 @@ class IngestSettings(BaseModel):
     group_window_seconds: int = Field(default=600, ge=0)
     # Group-commit writer threads per API process (PostgreSQL only; SQLite has one writer).
     writer_threads: int = Field(default=1, ge=1, le=16)
+    # How long the writer waits for one more delivery before it commits a batch (ms). None:
+    # 0.3 on PostgreSQL, whose commit (round trips + WAL flush) is long enough that the
+    # deliveries answered by one commit are back before the next; 0 on SQLite.
+    batch_linger_ms: float | None = Field(default=None, ge=0, le=50)
 
 
 class PrometheusSettings(BaseModel):
