@@ -244,15 +244,32 @@ def test_redelivery_to_an_escalated_incident_joins_it(env: dict[str, Any]) -> No
     assert after_close != first
 
 
+def submit_all(writer: Any, raws: list[dict[str, Any]]) -> list[Any]:
+    """Submit every payload to an IngestWriter at once, wait for all, then close it."""
+    import asyncio
+
+    from sentinel.incident.ingest import Delivery
+    from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
+
+    def delivery(raw: dict[str, Any]) -> Delivery:
+        alerts = normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
+        return Delivery(alerts=alerts, raw=raw, source="alertmanager", principal="am")
+
+    async def run() -> list[Any]:
+        return await asyncio.gather(*(writer.submit(delivery(r)) for r in raws))
+
+    try:
+        return asyncio.run(run())
+    finally:
+        writer.close()
+
+
 def test_concurrent_batches_on_several_writer_threads(db_url: str, tmp_path: Path) -> None:
     """Four writer threads (PostgreSQL; SQLite keeps one): one incident per service, every
     re-delivery counted once, one ALERT_INGESTED record per delivery, the chain intact."""
-    import asyncio
 
     from sentinel.api.ingest_writer import IngestWriter
     from sentinel.audit.chain import walk_chain
-    from sentinel.incident.ingest import Delivery
-    from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
 
     settings = Settings(
         database_url=db_url,
@@ -270,17 +287,7 @@ def test_concurrent_batches_on_several_writer_threads(db_url: str, tmp_path: Pat
         for i in range(per_service)
     ] * repeats
 
-    async def run() -> list[Any]:
-        def delivery(raw: dict[str, Any]) -> Delivery:
-            alerts = normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
-            return Delivery(alerts=alerts, raw=raw, source="alertmanager", principal="am")
-
-        return await asyncio.gather(*(writer.submit(delivery(r)) for r in raws))
-
-    try:
-        outs = asyncio.run(run())
-    finally:
-        writer.close()
+    outs = submit_all(writer, raws)
     assert writer.deliveries == len(raws) and writer.batches > 1
     assert len({o.incident_ids[0] for o in outs}) == services
     with Session(engine) as s:
@@ -299,14 +306,11 @@ def test_a_failed_batch_rolls_back_and_its_deliveries_retry_on_a_fresh_connectio
     """The writer keeps one connection across batches. When a batch fails after it wrote
     (PostgreSQL: its connection is killed; SQLite: an error), nothing of it stays, the
     connection is replaced, and each delivery is retried alone and stored exactly once."""
-    import asyncio
 
     from sqlalchemy import text
 
     from sentinel.api.ingest_writer import IngestWriter
     from sentinel.audit.chain import walk_chain
-    from sentinel.incident.ingest import Delivery
-    from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
 
     settings = Settings(
         database_url=db_url,
@@ -329,17 +333,7 @@ def test_a_failed_batch_rolls_back_and_its_deliveries_retry_on_a_fresh_connectio
         for i in range(9)
     ]
 
-    async def run() -> list[Any]:
-        def delivery(raw: dict[str, Any]) -> Delivery:
-            alerts = normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
-            return Delivery(alerts=alerts, raw=raw, source="alertmanager", principal="am")
-
-        return await asyncio.gather(*(writer.submit(delivery(r)) for r in raws))
-
-    try:
-        outs = asyncio.run(run())
-    finally:
-        writer.close()
+    outs = submit_all(writer, raws)
     assert calls[0] >= 1 and len(calls) > 1  # a failed batch, then retries
     assert len({o.incident_ids[0] for o in outs}) == 3
     with Session(engine) as s:

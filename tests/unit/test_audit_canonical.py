@@ -30,14 +30,20 @@ _scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     _text,
 )
-_json = st.recursive(
-    _scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4),
-        st.dictionaries(_text, inner, max_size=4),
-    ),
-    max_leaves=20,
-)
+
+
+def _nested(scalars: Any, keys: Any) -> Any:
+    """JSON-shaped trees: lists and objects (keys from ``keys``) over ``scalars``."""
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)
+        ),
+        max_leaves=20,
+    )
+
+
+_json = _nested(_scalars, _text)
 
 
 def _reference(obj: Any) -> bytes | type[Exception]:
@@ -148,14 +154,7 @@ _native_keys = st.one_of(
         ["Password", "x-api-key", "routing_key", "input_tokens", "groupKey", "\U0001f600", "k"]
     ),
 )
-_native = st.recursive(
-    _native_scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4),
-        st.dictionaries(_native_keys, inner, max_size=4),
-    ),
-    max_leaves=20,
-)
+_native = _nested(_native_scalars, _native_keys)
 
 
 def _slow_body(details: Any) -> bytes:
@@ -221,14 +220,7 @@ _wire_scalars = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**70), max_value=2**70),
 )
-_wire = st.recursive(
-    _wire_scalars,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=4),
-        st.dictionaries(_native_keys, inner, max_size=4),
-    ),
-    max_leaves=20,
-)
+_wire = _nested(_wire_scalars, _native_keys)
 
 
 @settings(max_examples=600, deadline=None)
