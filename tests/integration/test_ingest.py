@@ -300,12 +300,12 @@ def test_concurrent_batches_on_several_writer_threads(db_url: str, tmp_path: Pat
     engine.dispose()
 
 
-def test_a_failed_batch_rolls_back_and_its_deliveries_retry_on_a_fresh_connection(
+def test_a_failed_batch_rolls_back_and_its_deliveries_are_retried_alone(
     db_url: str, tmp_path: Path
 ) -> None:
-    """The writer keeps one connection across batches. When a batch fails after it wrote
-    (PostgreSQL: its connection is killed; SQLite: an error), nothing of it stays, the
-    connection is replaced, and each delivery is retried alone and stored exactly once."""
+    """A batch that fails after it wrote (PostgreSQL: its connection is killed; SQLite: an
+    error) leaves nothing behind; each of its deliveries is retried alone (on a working
+    connection) and stored exactly once."""
 
     from sqlalchemy import text
 

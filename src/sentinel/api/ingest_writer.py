@@ -26,10 +26,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sentinel.core.db import WalCheckpointer, WriterLock, is_file_sqlite
+from sentinel.core.db import (
+    WalCheckpointer,
+    WriterLock,
+    disable_autocheckpoint,
+    is_file_sqlite,
+    transaction,
+)
 from sentinel.incident.ingest import Delivery, IngestOutcome, ingest_batch
 
 log = logging.getLogger("sentinel.ingest")
@@ -39,7 +45,7 @@ log = logging.getLogger("sentinel.ingest")
 # waiting out the other's commit, became one).
 PG_LINGER_MS = 0.3
 
-StartTriage = Callable[[Session | Connection, list[str]], None]
+StartTriage = Callable[[Session, list[str]], None]
 
 
 @dataclass
@@ -73,7 +79,6 @@ class IngestWriter:
         self._writer_lock = WriterLock(engine.url.database or "") if self._sqlite else None
         self.batches = 0
         self.deliveries = 0
-        self._local = threading.local()  # each writer thread's own connection
         sqlite = engine.dialect.name == "sqlite"
         if linger_ms is None:
             linger_ms = 0.0 if sqlite else PG_LINGER_MS
@@ -105,12 +110,6 @@ class IngestWriter:
             self._writer_lock.close()
 
     def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self._drop_connection()
-
-    def _loop(self) -> None:
         while True:
             first = self._q.get()
             if first is None:
@@ -144,41 +143,16 @@ class IngestWriter:
         with self._writer_lock:
             return self._store_batch(jobs)
 
-    def _connection(self) -> Connection:
-        """This thread's connection, kept across batches (no session or pool checkout per
-        batch); on file SQLite with the automatic WAL checkpoint off (WalCheckpointer)."""
-        conn: Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self.engine.connect()
-            if self._sqlite:
-                dbapi = conn.connection.dbapi_connection
-                assert dbapi is not None
-                dbapi.execute("PRAGMA wal_autocheckpoint=0")  # autocommit: no BEGIN
-            self._local.conn = conn
-        return conn
-
-    def _drop_connection(self) -> None:
-        conn: Connection | None = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: BLE001 - a broken connection is dropped either way
-                log.debug("closing the ingest connection failed", exc_info=True)
-
     def _store_batch(self, jobs: list[_Job]) -> list[IngestOutcome]:
-        conn = self._connection()
-        try:
-            with conn.begin():
-                outs = ingest_batch(
-                    session=conn,
-                    deliveries=[j.delivery for j in jobs],
-                    window_seconds=self.window_seconds,
-                )
-                self.start_triage(conn, [iid for o in outs for iid in o.opened])
-        except Exception:
-            self._drop_connection()  # rolled back; the next batch starts on a fresh one
-            raise
+        with transaction(self.engine) as s:
+            if self._sqlite:
+                disable_autocheckpoint(s)
+            outs = ingest_batch(
+                session=s,
+                deliveries=[j.delivery for j in jobs],
+                window_seconds=self.window_seconds,
+            )
+            self.start_triage(s, [iid for o in outs for iid in o.opened])
         return outs
 
     def _commit(self, jobs: list[_Job]) -> None:

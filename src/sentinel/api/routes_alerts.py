@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 from pydantic import ValidationError
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -163,10 +162,10 @@ def _parse_json_slow(body: bytes) -> tuple[dict[str, Any], bool]:
     return raw, not odd
 
 
-def start_triage(state: AppState) -> Callable[[Session | Connection, list[str]], None]:
+def start_triage(state: AppState) -> Callable[[Session, list[str]], None]:
     """Enqueue each new incident's triage workflow inside the ingest transaction."""
 
-    def start(s: Session | Connection, incident_ids: list[str]) -> None:
+    def start(s: Session, incident_ids: list[str]) -> None:
         for iid in incident_ids:
             state.enqueuer.enqueue_in(s, TRIAGE, triage_workflow_id(iid), iid)
 

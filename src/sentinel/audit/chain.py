@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from sentinel.audit.canonical import canonical, canonical_json_native, clean_details
@@ -151,7 +151,7 @@ class Entry:
 
 
 def append_many(
-    session: Session | Connection, entries: list[Entry], at: datetime | None = None
+    session: Session, entries: list[Entry], at: datetime | None = None
 ) -> list[Appended]:
     """Append several records in order inside the caller's transaction (one head read on SQLite)."""
     if not entries:

@@ -108,7 +108,7 @@ class WalCheckpointer:
     With SQLite's default, the commit that pushes the WAL past 1,000 pages copies it into
     the database file and fsyncs, inside the writer's critical path: under ingest load one
     commit in ~20 took 8-27 ms instead of 0.5 ms. The ingest writer turns its connection's
-    auto-checkpoint off (``IngestWriter._connection``) and this thread runs a PASSIVE
+    auto-checkpoint off (``disable_autocheckpoint``) and this thread runs a PASSIVE
     checkpoint every ``interval`` seconds on its own connection (a page rewritten many
     times meanwhile is copied once); PASSIVE never blocks writers or readers. Other
     connections keep SQLite's automatic checkpoint as a backstop.
@@ -177,6 +177,15 @@ def is_file_sqlite(engine: Engine) -> bool:
     """A SQLite engine on a file (not in memory)."""
     db = engine.url.database
     return engine.dialect.name == "sqlite" and bool(db) and db != ":memory:"
+
+
+def disable_autocheckpoint(session: Session) -> None:
+    """Turn this session's SQLite connection's automatic WAL checkpoint off (once)."""
+    conn = session.connection()
+    if conn.info.get("sentinel_no_autockpt"):
+        return
+    conn.exec_driver_sql("PRAGMA wal_autocheckpoint=0")
+    conn.info["sentinel_no_autockpt"] = True
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

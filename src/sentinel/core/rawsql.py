@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -38,10 +37,8 @@ def _dumps(obj: Any) -> str:
 class RawSql:
     """Driver-level statements in the session's current transaction, on either backend."""
 
-    def __init__(self, session: Session | Connection) -> None:
-        # A session's connection begins the session's transaction if it has not yet; a
-        # Connection (the ingest writer's own) is used inside the transaction it began.
-        conn = session.connection() if isinstance(session, Session) else session
+    def __init__(self, session: Session) -> None:
+        conn = session.connection()  # begins the session's transaction if it has not yet
         self.pg = conn.dialect.name == "postgresql"
         self._cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         self._ts_from: datetime | None = None

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from dbos import DBOS, DBOSClient, DBOSConfig, SetWorkflowID
 from dbos._serialization import DBOSPortableJSON
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from sentinel.core.clock import utcnow
@@ -95,7 +95,7 @@ class Enqueuer:
             return self._client
 
     def enqueue_in(
-        self, session: Session | Connection, workflow_name: str, workflow_id: str, *args: Any
+        self, session: Session, workflow_name: str, workflow_id: str, *args: Any
     ) -> None:
         """Enqueue inside the caller's transaction: it exists iff the caller commits."""
         self._get().enqueue_in_transaction(

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from sentinel.audit import chain as audit
@@ -72,7 +71,7 @@ def _lock_services(sql: RawSql, services: set[str]) -> None:
 
 def ingest_batch(
     *,
-    session: Session | Connection,
+    session: Session,
     deliveries: list[Delivery],
     window_seconds: int,
     now: datetime | None = None,
