@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -627,12 +628,33 @@ def run_target(
         print(f"  {name}: uvicorn pid {server.p.pid} on :{server.port}", flush=True)
         passes.append(run_pass(server, token, name, "load", args, tag=len(passes) * 3 + 1))
         _progress(passes[-1])
+        batches = _batch_sizes(server.port)
+        if batches:
+            print(f"    writer commits so far: {batches}", flush=True)
         if args.latency_duration > 0:
             passes.append(run_pass(server, token, name, "latency", args, tag=len(passes) * 3 + 2))
             _progress(passes[-1])
     finally:
         server.stop()
     return TargetResult(name, passes)
+
+
+def _batch_sizes(port: int) -> str:
+    """Sentinel's ``sentinel_ingest_batch_deliveries`` histogram, summed up (warm-up included)."""
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=5) as r:
+            text_ = r.read().decode()
+    except OSError:
+        return ""
+    got: dict[str, float] = {}
+    for line in text_.splitlines():
+        if line.startswith("sentinel_ingest_batch_deliveries_"):
+            k, _, v = line.rpartition(" ")
+            got[k.split("{")[0].removeprefix("sentinel_ingest_batch_deliveries_")] = float(v)
+    count, total = got.get("count", 0.0), got.get("sum", 0.0)
+    if not count:
+        return ""
+    return f"{count:.0f} commits, {total / count:.1f} deliveries a commit on average"
 
 
 def _progress(r: PassResult) -> None:
@@ -847,7 +869,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(targets) - {"bare", "sqlite", "postgres"}
+    unknown = set(targets) - {"bare", "floor", "sqlite", "postgres"}
     if unknown:
         print(f"unknown targets: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -864,6 +886,11 @@ def main(argv: list[str] | None = None) -> int:
         if "bare" in targets:
             env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
             results.append(run_target("bare", ["bench.ingest.bare_app:app"], env, "x", args, tmp))
+        if "floor" in targets:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+            env["FLOOR_DB"] = str(tmp / "floor.db")
+            app = ["bench.ingest.floor_app:app"]
+            results.append(run_target("floor-sqlite", app, env, "x", args, tmp))
         if "sqlite" in targets:
             results.append(
                 sentinel_target("sentinel-sqlite", f"sqlite:///{tmp / 'sentinel.db'}", args, tmp)

@@ -344,3 +344,102 @@ def test_a_failed_batch_rolls_back_and_its_deliveries_are_retried_alone(
         assert ingested == len(raws)
     assert walk_chain(engine).ok
     engine.dispose()
+
+
+def _sqlite_writer(tmp_path: Path, **kw: Any) -> tuple[Any, Any, str]:
+    from sentinel.api.ingest_writer import IngestWriter
+
+    path = str(tmp_path / "inline.db")
+    settings = Settings(
+        database_url=f"sqlite:///{path}",
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    upgrade_database(settings)
+    engine = make_engine(settings.database_url)
+    return IngestWriter(engine, 600, lambda s, ids: None, **kw), engine, path
+
+
+def _stored(engine: Any) -> tuple[int, int, int]:
+    with Session(engine) as s:
+        alerts = s.scalar(select(func.count()).select_from(Alert)) or 0
+        received = s.scalar(select(func.sum(Alert.received_count))) or 0
+        ingested = s.scalar(select(func.count()).where(AuditRecord.action_type == "ALERT_INGESTED"))
+    return alerts, received, ingested or 0
+
+
+@pytest.mark.parametrize("inline", [True, False])
+def test_sqlite_batches_form_on_the_loop_and_are_counted(tmp_path: Path, inline: bool) -> None:
+    """SQLite: concurrent deliveries are committed in batches, on the event loop's thread
+    (``ingest.sqlite_inline``) or by the writer thread; the batch histogram counts them."""
+    from sentinel.api.metrics import REGISTRY
+    from sentinel.audit.chain import walk_chain
+
+    def hist(kind: str) -> float:
+        return REGISTRY.get_sample_value(f"sentinel_ingest_batch_deliveries_{kind}") or 0.0
+
+    count0, sum0 = hist("count"), hist("sum")
+    writer, engine, _ = _sqlite_writer(tmp_path, inline=inline)
+    raws = [
+        am_payload(am_alert("HighErrorRate", f"svc-{i % 4}", fingerprint=f"fp-{i % 30}"))
+        for i in range(60)
+    ]
+    outs = submit_all(writer, raws)
+    assert len(outs) == 60 and len({o.incident_ids[0] for o in outs}) == 4
+    assert writer.deliveries == 60 and 1 <= writer.batches < 60
+    assert (writer.inline_batches == writer.batches) if inline else writer.inline_batches == 0
+    assert hist("count") - count0 == writer.batches and hist("sum") - sum0 == 60
+    assert _stored(engine) == (30, 60, 60)
+    assert walk_chain(engine).ok
+    engine.dispose()
+
+
+def test_sqlite_loop_writer_never_waits_for_a_lock(tmp_path: Path) -> None:
+    """While another connection holds SQLite's write lock, the deliveries wait on the writer
+    thread, not on the event loop (it keeps running); they are stored once the lock goes,
+    each exactly once, and the next batch is committed on the loop again."""
+    import asyncio
+    import sqlite3
+
+    from sentinel.incident.ingest import Delivery
+    from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
+
+    writer, engine, path = _sqlite_writer(tmp_path)
+    assert writer.inline
+
+    def delivery(i: int) -> Delivery:
+        raw = am_payload(am_alert("HighErrorRate", "svc", fingerprint=f"fp-{i}"))
+        alerts = normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
+        return Delivery(alerts=alerts, raw=raw, source="alertmanager", principal="am")
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    async def run() -> float:
+        loop = asyncio.get_running_loop()
+        ticks: list[float] = []
+
+        async def ticker() -> None:
+            while True:
+                ticks.append(loop.time())
+                await asyncio.sleep(0.005)
+
+        tick = asyncio.create_task(ticker())
+        held = asyncio.gather(*(writer.submit(delivery(i)) for i in range(5)))
+        await asyncio.sleep(0.4)
+        assert not held.done()  # nothing acknowledged while the lock is held
+        blocker.execute("COMMIT")
+        await asyncio.wait_for(held, 30)
+        assert writer.inline_batches == 0 and writer.deliveries == 5
+        await writer.submit(delivery(5))  # the lock is free: the loop commits again
+        tick.cancel()
+        return max(b - a for a, b in zip(ticks, ticks[1:], strict=False))
+
+    try:
+        longest_gap = asyncio.run(run())
+    finally:
+        blocker.close()
+        writer.close()
+    assert longest_gap < 0.2, f"the event loop stalled for {longest_gap:.3f} s"
+    assert writer.inline_batches == 1
+    assert _stored(engine) == (6, 6, 6)
+    engine.dispose()

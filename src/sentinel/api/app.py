@@ -73,6 +73,7 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
         routes_alerts.start_triage(state),
         threads=settings.ingest.writer_threads,
         linger_ms=settings.ingest.batch_linger_ms,
+        inline=settings.ingest.sqlite_inline,
     )
 
     @asynccontextmanager

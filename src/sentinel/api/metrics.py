@@ -28,6 +28,12 @@ INGEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
     registry=REGISTRY,
 )
+INGEST_BATCH = Histogram(
+    "sentinel_ingest_batch_deliveries",
+    "Deliveries stored by one commit of the ingest writer",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+    registry=REGISTRY,
+)
 INCIDENTS = Gauge(
     "sentinel_incidents",
     "Incidents by status (read at scrape time)",

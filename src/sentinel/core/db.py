@@ -169,6 +169,17 @@ class WriterLock:
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
 
+    def try_acquire(self) -> bool:
+        """Take the lock if nobody holds it; never waits."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
     def close(self) -> None:
         os.close(self._fd)
 
