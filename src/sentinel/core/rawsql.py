@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +56,25 @@ class RawSql:
         if out is None:
             out = _PG_SQL[sql] = _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
         return out
+
+    def pipeline(self) -> AbstractContextManager[Any]:
+        """Statements inside go to PostgreSQL without waiting for each other's replies (one
+        round trip for all of them, at the end or at the first read of a result); errors
+        surface there too. SQLite: nothing changes."""
+        if not self.pg:
+            return nullcontext()
+        return self._cur.connection.pipeline()  # type: ignore[no-any-return]
+
+    def deferred(
+        self, sql: str, params: dict[str, Any] | None = None
+    ) -> Callable[[], list[tuple[Any, ...]]]:
+        """Send a query now, read its rows later (inside ``pipeline``: after the others)."""
+        if not self.pg:
+            got = self.rows(sql, params)
+            return lambda: got
+        cur = self._cur.connection.cursor()
+        cur.execute(self._sql(sql), params or {})
+        return lambda: [tuple(r) for r in cur.fetchall()]
 
     def run(self, sql: str, params: dict[str, Any] | None = None) -> None:
         """One statement."""

@@ -61,8 +61,9 @@ def _lock_services(sql: RawSql, services: set[str]) -> None:
     # Serialize grouping per service across API replicas (SQLite is already serialized).
     if not sql.pg:
         return
-    # One round trip; sorted so two batches never wait on each other in a cycle.
-    sql.rows(
+    # Sorted so two batches never wait on each other in a cycle; inside the caller's
+    # pipeline, so it costs no round trip of its own.
+    sql.run(
         "SELECT pg_advisory_xact_lock(hashtextextended(t.s, 7262730002)) FROM"
         " (SELECT s FROM unnest(CAST(:svcs AS text[])) AS s ORDER BY s) AS t",
         {"svcs": sorted(services)},
@@ -81,39 +82,46 @@ def ingest_batch(
     sql = RawSql(session)
     all_alerts = [a for d in deliveries for a in d.alerts]
     services = {a.service for a in all_alerts}
-    _lock_services(sql, services)
     keys = {(a.source, a.fingerprint) for a in all_alerts}
+    # PostgreSQL: the service locks and both reads in one round trip (in this order).
+    with sql.pipeline():
+        _lock_services(sql, services)
+        known_rows = None
+        if keys:
+            params: dict[str, Any] = {}
+            where = sql.in_("a.fingerprint", "fp", sorted({fp for _, fp in keys}), params)
+            known_rows = sql.deferred(
+                "SELECT a.alert_id, a.source, a.fingerprint, a.received_count,"
+                " a.last_received_at, a.incident_id, i.status"
+                " FROM alerts a JOIN incidents i ON i.incident_id = a.incident_id"
+                f" WHERE {where}",
+                params,
+            )
+        service_rows = None
+        if services:
+            params = {"cutoff": sql.ts(now - timedelta(seconds=window_seconds))}
+            svc_in = sql.in_("service", "svc", sorted(services), params)
+            st_in = sql.in_("status", "st", _OPEN, params)
+            service_rows = sql.deferred(
+                f"SELECT incident_id, service FROM incidents WHERE {svc_in} AND {st_in}"
+                " AND last_alert_at >= :cutoff ORDER BY created_at",
+                params,
+            )
 
     # Latest alert row per (source, fingerprint), preferring one on a not-CLOSED incident.
     known: dict[tuple[str, str], _AlertState] = {}
-    if keys:
-        params: dict[str, Any] = {}
-        where = sql.in_("a.fingerprint", "fp", sorted({fp for _, fp in keys}), params)
-        rows = sql.rows(
-            "SELECT a.alert_id, a.source, a.fingerprint, a.received_count,"
-            " a.last_received_at, a.incident_id, i.status"
-            " FROM alerts a JOIN incidents i ON i.incident_id = a.incident_id"
-            f" WHERE {where}",
-            params,
-        )
+    if known_rows is not None:
         # Same-backend timestamps order correctly as they come (datetimes, or fixed-width text).
         for alert_id, source, fp, count, _last, incident_id, status in sorted(
-            rows, key=lambda r: (r[6] in _OPEN, r[4])
+            known_rows(), key=lambda r: (r[6] in _OPEN, r[4])
         ):
             if (source, fp) in keys:
                 known[(source, fp)] = _AlertState(alert_id, incident_id, status in _OPEN, count)
 
     # Newest open incident per service inside the window.
     by_service: dict[str, tuple[str, datetime]] = {}
-    if services:
-        params = {"cutoff": sql.ts(now - timedelta(seconds=window_seconds))}
-        svc_in = sql.in_("service", "svc", sorted(services), params)
-        st_in = sql.in_("status", "st", _OPEN, params)
-        for incident_id, service in sql.rows(
-            f"SELECT incident_id, service FROM incidents WHERE {svc_in} AND {st_in}"
-            " AND last_alert_at >= :cutoff ORDER BY created_at",
-            params,
-        ):
+    if service_rows is not None:
+        for incident_id, service in service_rows():
             by_service[service] = (incident_id, now)
 
     new_incidents: list[dict[str, Any]] = []
@@ -136,8 +144,10 @@ def ingest_batch(
                 out.incident_ids.append(iid)
         outcomes.append(out)
 
-    _write(sql, now, new_incidents, known, touched_incidents)
-    audit.append_many(session, entries, at=now)
+    # PostgreSQL: every write and the audit append in one round trip.
+    with sql.pipeline():
+        _write(sql, now, new_incidents, known, touched_incidents)
+        audit.append_many(session, entries, at=now)
     return outcomes
 
 
