@@ -256,3 +256,59 @@ def test_concurrent_processes_on_postgres(pg_url: str, tmp_path: Path) -> None:
     rep = chain.walk_chain(engine)
     engine.dispose()
     assert rep.ok and rep.records == 600
+
+
+def test_migration_0006_keeps_the_chain_and_the_protection(db_url: str, tmp_path: Path) -> None:
+    """A database at 0005 with records in it: after 0006 every record is there byte for
+    byte, the chain verifies, UPDATE and DELETE are still refused, the hash has no unique
+    index any more, the (incident_id, seq) index is still there and appends go on."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect
+
+    from sentinel.bootstrap import MIGRATIONS
+
+    settings = Settings(
+        database_url=db_url,
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    engine = make_engine(db_url)
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.connect() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0005")
+        conn.commit()
+    fill(engine, 4, incident_id="inc-1")
+    with transaction(engine) as s:
+        chain.append_many(s, [chain.Entry("SENTINEL_AGENT", "NOTE", {"k": i}) for i in range(3)])
+
+    def rows() -> list[tuple[Any, ...]]:
+        with engine.connect() as c:
+            got = c.execute(text("SELECT * FROM audit_log ORDER BY seq"))
+            return [tuple(bytes(v) if isinstance(v, memoryview) else v for v in r) for r in got]
+
+    before = rows()
+    assert len(before) == 7
+
+    def hash_is_indexed() -> bool:
+        insp = inspect(engine)
+        uniques = insp.get_unique_constraints("audit_log")
+        indexes = insp.get_indexes("audit_log")
+        return any("cryptographic_hash" in (u["column_names"] or []) for u in uniques + indexes)
+
+    assert hash_is_indexed()
+    upgrade_database(settings, engine)
+    assert rows() == before
+    assert not hash_is_indexed()
+    assert any(
+        i["name"] == "ix_audit_log_incident_seq" for i in inspect(engine).get_indexes("audit_log")
+    )
+    assert chain.walk_chain(engine).ok
+    for stmt in ("UPDATE audit_log SET actor = 'X' WHERE seq = 2", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as c:
+            c.execute(text(stmt))
+    fill(engine, 2)
+    report = chain.walk_chain(engine)
+    assert report.ok and report.records == 9
+    engine.dispose()

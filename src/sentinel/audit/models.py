@@ -50,6 +50,6 @@ class AuditRecord(Base):
     incident_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     prev_hash: Mapped[str] = mapped_column(String(64))
-    cryptographic_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    cryptographic_hash: Mapped[str] = mapped_column(String(64))  # no index: see migration 0006
 
     __table_args__ = (Index("ix_audit_log_incident_seq", "incident_id", "seq"),)
