@@ -6,16 +6,45 @@ import math
 from typing import Any
 
 from sentinel.analysis.causal.engine import ANOMALY_Z, Analysis, NodeResult, children
+from sentinel.analysis.causal.graph import Kind, metric_kind
 
 MAX_RANKING = 20
 MAX_CHAIN = 8
 
 
+def root_metric(analysis: Analysis, j: int) -> int:
+    """The metric to name for a service whose highest-scoring metric is ``j``.
+
+    A resource metric of the same service (cpu, memory: its own state) that is a parent of
+    ``j`` in the graph, deviates itself and began to move no later than ``j`` is named
+    instead: a service's state changes before the latency and errors it causes, and a symptom
+    that starts from zero (errors) can out-score its cause by far in sigmas (a CPU hog: cpu
+    6σ, latency 85σ). The earliest such metric, then the largest. The score is unchanged.
+    """
+    nodes = analysis.nodes
+    r = nodes[j]
+    if r.onset is None or metric_kind(r.metric) is Kind.RESOURCE:
+        return j
+    best, key = j, (r.onset, 0.0)
+    for p in r.parents:
+        q = nodes[p]
+        if q.service != r.service or q.onset is None or q.anomaly < ANOMALY_Z:
+            continue
+        if q.onset > r.onset or q.metric.startswith("alert:"):  # an alert's own series
+            continue
+        if metric_kind(q.metric) is not Kind.RESOURCE:
+            continue
+        k = (q.onset, -q.anomaly)
+        if best == j or k < key:
+            best, key = p, k
+    return best
+
+
 def ranking(analysis: Analysis, limit: int = MAX_RANKING) -> list[dict[str, Any]]:
-    """One entry per service, best first: its most suspicious metric and the score."""
+    """One entry per service, best first: its root metric (``root_metric``) and the score."""
     out: list[dict[str, Any]] = []
     for svc, score, j in analysis.service_scores[:limit]:
-        metric = analysis.nodes[j].metric if j is not None else None
+        metric = analysis.nodes[root_metric(analysis, j)].metric if j is not None else None
         out.append({"service": svc, "metric": metric, "score": round(float(score), 4)})
     return out
 
@@ -30,12 +59,13 @@ def chain(analysis: Analysis, target_service: str | None = None) -> list[dict[st
     if not analysis.service_scores or analysis.service_scores[0][2] is None:
         return []
     start = analysis.service_scores[0][2]
+    named = root_metric(analysis, start)
     nodes = analysis.nodes
     kids = children(analysis)
     path = _path_to(start, target_service, kids, nodes) if target_service else None
     if path is None:
         path = [start]
-        seen = {start}
+        seen = {start, named}
         while len(path) < MAX_CHAIN:
             cur = path[-1]
             best, best_w = None, 0.0
@@ -50,6 +80,8 @@ def chain(analysis: Analysis, target_service: str | None = None) -> list[dict[st
                 break
             path.append(best)
             seen.add(best)
+    if named != start:  # the service's own state first, then its symptom (root_metric)
+        path = [named, *path][:MAX_CHAIN]
     links: list[dict[str, Any]] = []
     for a, b in zip(path, path[1:], strict=False):
         ra, rb = nodes[a], nodes[b]
@@ -131,7 +163,7 @@ def explanation(analysis: Analysis, links: list[dict[str, Any]]) -> str:
         ev = analysis.event_boost.get(svc)
         what = f"{ev[0].kind} {svc} {ev[0].description}".strip() if ev else svc
         return f"likely cause: {what} (no metrics of its own; score {score:.2f})"
-    top = analysis.nodes[j]
+    top = analysis.nodes[root_metric(analysis, j)]
     parts = [_label(top) + f" (unexplained deviation {top.residual:.1f}σ)"]
     for link in links:
         eff = link["effect"]
