@@ -786,8 +786,9 @@ def report(
         f"Goal: >= {GOAL_RATIO:g}x the bare endpoint's req/s with every alert committed, "
         f"p99 < {GOAL_P99_MS:g} ms (load pass)"
     )
+    loads = {r["target"]: r for r in rows if r["pass"] == "load"}
     for row in rows:
-        if row["target"] == "bare" or row["pass"] != "load":
+        if row["target"] in ("bare", "floor-sqlite") or row["pass"] != "load":
             continue
         met_ratio = not math.isnan(row["ratio_vs_bare"]) and row["ratio_vs_bare"] >= GOAL_RATIO
         met_p99 = row["p99_ms"] < GOAL_P99_MS
@@ -799,6 +800,17 @@ def report(
             f"[{'ok' if met_p99 else 'FAIL'}], committed {row['all_committed']} "
             f"[{'ok' if met_commit else 'FAIL'}] -> goal {verdict}"
         )
+    floor = loads.get("floor-sqlite")
+    if floor is not None and floor["req_per_s"]:
+        print(
+            f"Durable floor (bare + a committed write, nothing else): "
+            f"{_f(floor['ratio_vs_bare'], '.2f')}x bare"
+        )
+        for name in ("sentinel-sqlite", "sentinel-postgres"):
+            if name in loads:
+                print(
+                    f"  {name:<18} {loads[name]['req_per_s'] / floor['req_per_s']:.2f}x the floor"
+                )
     return rows
 
 
@@ -856,7 +868,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--redeliver", type=float, default=0.3, help="share of re-deliveries")
-    ap.add_argument("--targets", default="bare,sqlite,postgres")
+    ap.add_argument("--targets", default="bare,floor,sqlite,postgres")
     ap.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest.csv")
