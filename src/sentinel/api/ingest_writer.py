@@ -103,10 +103,15 @@ class IngestWriter:
         self.deliveries = 0
         sqlite = engine.dialect.name == "sqlite"
         self.inline = inline and self._sqlite
-        self.inline_linger = (INLINE_LINGER_MS if linger_ms is None else linger_ms) / 1000
-        if linger_ms is None or self.inline:
-            linger_ms = 0.0 if sqlite else PG_LINGER_MS
-        self.linger = linger_ms / 1000
+        # ``linger_ms`` is the loop's cap when the loop gathers (the thread, its fallback,
+        # then commits at once), else the thread's wait for one more delivery.
+        self.inline_linger = 0.0
+        self.linger = (0.0 if sqlite else PG_LINGER_MS) / 1000
+        if self.inline:
+            self.inline_linger = (INLINE_LINGER_MS if linger_ms is None else linger_ms) / 1000
+            self.linger = 0.0
+        elif linger_ms is not None:
+            self.linger = linger_ms / 1000
         self.inline_batches = 0  # batches committed on the loop (the rest: by the thread)
         self._home: asyncio.AbstractEventLoop | None = None
         self._pending: list[_Job] = []

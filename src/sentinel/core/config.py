@@ -23,9 +23,9 @@ class IngestSettings(BaseModel):
     writer_threads: int = Field(default=1, ge=1, le=16)
     # How long the writer waits for one more delivery before it commits a batch (ms). None:
     # 0.3 on PostgreSQL, whose commit (round trips + WAL flush) is long enough that the
-    # deliveries answered by one commit are back before the next; on SQLite 1.0 for the
-    # event-loop writer (only while deliveries come in more than one at a time), 0 for the
-    # thread writer.
+    # deliveries answered by one commit are back before the next. On SQLite with
+    # ``sqlite_inline``: the longest a delivery waits on the event loop for others (1.0; the
+    # loop commits sooner, after two turns with nothing new); without it, 0.
     batch_linger_ms: float | None = Field(default=None, ge=0, le=50)
     # SQLite: commit batches on the event loop's own thread (no thread hand-off, no GIL
     # contention); a batch that finds the database locked goes to the writer thread instead,

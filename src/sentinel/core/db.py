@@ -167,7 +167,7 @@ class WriterLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self.release()
 
     def try_acquire(self) -> bool:
         """Take the lock if nobody holds it; never waits."""

@@ -25,19 +25,17 @@ def root_metric(analysis: Analysis, j: int) -> int:
     r = nodes[j]
     if r.onset is None or metric_kind(r.metric) is Kind.RESOURCE:
         return j
-    best, key = j, (r.onset, 0.0)
-    for p in r.parents:
-        q = nodes[p]
-        if q.service != r.service or q.onset is None or q.anomaly < ANOMALY_Z:
-            continue
-        if q.onset > r.onset or q.metric.startswith("alert:"):  # an alert's own series
-            continue
-        if metric_kind(q.metric) is not Kind.RESOURCE:
-            continue
-        k = (q.onset, -q.anomaly)
-        if best == j or k < key:
-            best, key = p, k
-    return best
+    causes = [
+        (q.onset, -q.anomaly, p)
+        for p in r.parents
+        if (q := nodes[p]).service == r.service
+        and q.onset is not None
+        and q.onset <= r.onset
+        and q.anomaly >= ANOMALY_Z
+        and not q.metric.startswith("alert:")  # an alert's own series
+        and metric_kind(q.metric) is Kind.RESOURCE
+    ]
+    return min(causes)[2] if causes else j
 
 
 def ranking(analysis: Analysis, limit: int = MAX_RANKING) -> list[dict[str, Any]]:
