@@ -788,7 +788,7 @@ def report(
     )
     loads = {r["target"]: r for r in rows if r["pass"] == "load"}
     for row in rows:
-        if row["target"] in ("bare", "floor-sqlite") or row["pass"] != "load":
+        if row["target"] == "bare" or row["target"].startswith("floor-") or row["pass"] != "load":
             continue
         met_ratio = not math.isnan(row["ratio_vs_bare"]) and row["ratio_vs_bare"] >= GOAL_RATIO
         met_p99 = row["p99_ms"] < GOAL_P99_MS
@@ -800,17 +800,15 @@ def report(
             f"[{'ok' if met_p99 else 'FAIL'}], committed {row['all_committed']} "
             f"[{'ok' if met_commit else 'FAIL'}] -> goal {verdict}"
         )
-    floor = loads.get("floor-sqlite")
-    if floor is not None and floor["req_per_s"]:
-        print(
-            f"Durable floor (bare + a committed write, nothing else): "
-            f"{_f(floor['ratio_vs_bare'], '.2f')}x bare"
-        )
-        for name in ("sentinel-sqlite", "sentinel-postgres"):
-            if name in loads:
-                print(
-                    f"  {name:<18} {loads[name]['req_per_s'] / floor['req_per_s']:.2f}x the floor"
-                )
+    floors = [(n[len("floor-") :], r) for n, r in loads.items() if n.startswith("floor-")]
+    if floors:
+        print("Durable floor (bare + a committed write of the raw body, nothing else):")
+    for backend, floor in floors:
+        line = f"  floor-{backend:<12} {_f(floor['ratio_vs_bare'], '.2f')}x bare"
+        mine = loads.get(f"sentinel-{backend}")
+        if mine is not None and floor["req_per_s"]:
+            line += f"; sentinel-{backend} is {mine['req_per_s'] / floor['req_per_s']:.2f}x it"
+        print(line)
     return rows
 
 
@@ -868,7 +866,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--redeliver", type=float, default=0.3, help="share of re-deliveries")
-    ap.add_argument("--targets", default="bare,floor,sqlite,postgres")
+    ap.add_argument(
+        "--targets",
+        default="bare,floor,sqlite,postgres",
+        help="floor: floor-sqlite, and floor-postgres when postgres is a target too",
+    )
     ap.add_argument("--timeout", type=float, default=30.0, help="per-request timeout, seconds")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ingest.csv")
@@ -881,7 +883,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = set(targets) - {"bare", "floor", "sqlite", "postgres"}
+    unknown = set(targets) - {"bare", "floor", "floor-postgres", "sqlite", "postgres"}
     if unknown:
         print(f"unknown targets: {sorted(unknown)}", file=sys.stderr)
         return 2
@@ -903,6 +905,17 @@ def main(argv: list[str] | None = None) -> int:
             env["FLOOR_DB"] = str(tmp / "floor.db")
             app = ["bench.ingest.floor_app:app"]
             results.append(run_target("floor-sqlite", app, env, "x", args, tmp))
+        if "floor-postgres" in targets or ("floor" in targets and "postgres" in targets):
+            if not pg_reachable():
+                results.append(TargetResult("floor-postgres", [], skipped="no PostgreSQL on :5432"))
+            else:
+                from tests.conftest import fresh_pg_database
+
+                with fresh_pg_database() as url:
+                    env = {k: v for k, v in os.environ.items() if not k.startswith("SENTINEL_")}
+                    env["FLOOR_PG"] = url.replace("postgresql+psycopg://", "postgresql://")
+                    app = ["bench.ingest.floor_app:app"]
+                    results.append(run_target("floor-postgres", app, env, "x", args, tmp))
         if "sqlite" in targets:
             results.append(
                 sentinel_target("sentinel-sqlite", f"sqlite:///{tmp / 'sentinel.db'}", args, tmp)
