@@ -443,3 +443,23 @@ def test_sqlite_loop_writer_never_waits_for_a_lock(tmp_path: Path) -> None:
     assert writer.inline_batches == 1
     assert _stored(engine) == (6, 6, 6)
     engine.dispose()
+
+
+def test_startup_objects_are_frozen_out_of_the_collector(tmp_path: Path) -> None:
+    """While the API runs, what start-up built is in the collector's permanent generation
+    (a full collection skips it); the lifespan's end gives it back."""
+    import gc
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 's.db'}",
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    upgrade_database(settings)
+    gc.unfreeze()
+    app = create_app(settings)
+    assert gc.get_freeze_count() == 0
+    with TestClient(app) as client:
+        assert client.get("/healthz").status_code == 200
+        frozen = gc.get_freeze_count()
+        assert frozen > 10 * len(gc.get_objects(generation=2))
+    assert gc.get_freeze_count() == 0
