@@ -94,27 +94,54 @@ def sentinel_app() -> Any:
 
 
 class Payloads:
-    """Alertmanager v4 deliveries of one alert: new fingerprints or re-deliveries."""
+    """Alertmanager v4 deliveries of ``per_delivery`` alerts of one group (alertname and
+    service, as Alertmanager groups them, one pod each): new fingerprints or re-deliveries."""
 
-    def __init__(self, tag: int, redeliver: float, seed: int) -> None:
+    def __init__(self, tag: int, redeliver: float, seed: int, per_delivery: int = 1) -> None:
         self.tag = tag
         self.redeliver = redeliver
+        self.per_delivery = per_delivery
         self.rng = random.Random(seed)
         self.n = 0
-        self.acked: list[tuple[str, bytes]] = []  # (fingerprint, exact body) the server 202'd
-        self._acked_set: set[str] = set()
+        # (the delivery's fingerprints, its exact body) for deliveries the server 202'd
+        self.acked: list[tuple[tuple[str, ...], bytes]] = []
+        self._acked_set: set[tuple[str, ...]] = set()
 
-    def next(self) -> tuple[str, bytes]:
+    def next(self) -> tuple[tuple[str, ...], bytes]:
         if self.acked and self.rng.random() < self.redeliver:
             return self.rng.choice(self.acked)
         return self.new()
 
-    def new(self) -> tuple[str, bytes]:
+    def new(self) -> tuple[tuple[str, ...], bytes]:
+        rng = self.rng
+        svc = rng.choice(SERVICES)
+        name, severity, what = rng.choice(ALERTS)
+        alerts = [self._alert(svc, name, severity, what) for _ in range(self.per_delivery)]
+        common = (
+            dict(alerts[0]["labels"])
+            if len(alerts) == 1
+            else {k: v for k, v in alerts[0]["labels"].items() if k not in ("pod", "instance")}
+        )
+        common_annotations = alerts[0]["annotations"] if len(alerts) == 1 else {}
+        doc = {
+            "receiver": "sentinel",
+            "status": "firing",
+            "alerts": alerts,
+            "groupLabels": {"alertname": name, "service": svc},
+            "commonLabels": common,
+            "commonAnnotations": common_annotations,
+            "externalURL": "http://alertmanager-main-0:9093",
+            "version": "4",
+            "groupKey": f'{{}}/{{severity=~"warning|critical"}}:{{alertname="{name}", service="{svc}"}}',
+            "truncatedAlerts": 0,
+        }
+        fps = tuple(a["fingerprint"] for a in alerts)
+        return fps, json.dumps(doc, separators=(",", ":")).encode()
+
+    def _alert(self, svc: str, name: str, severity: str, what: str) -> dict[str, Any]:
         rng = self.rng
         self.n += 1
         fp = f"{self.tag:02x}{self.n:06x}{rng.getrandbits(32):08x}"
-        svc = rng.choice(SERVICES)
-        name, severity, what = rng.choice(ALERTS)
         pod = f"{svc}-{rng.getrandbits(24):06x}-{rng.getrandbits(20):05x}"
         labels = {
             "alertname": name,
@@ -133,7 +160,7 @@ class Payloads:
             "runbook_url": f"https://runbooks.example.internal/{name.lower()}",
         }
         starts = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-        alert = {
+        return {
             "status": "firing",
             "labels": labels,
             "annotations": annotations,
@@ -142,24 +169,11 @@ class Payloads:
             "generatorURL": "http://prometheus-k8s-0:9090/graph?g0.expr=sum%28rate%28http_requests_total%7Bcode%3D~%225..%22%7D%5B5m%5D%29%29&g0.tab=1",
             "fingerprint": fp,
         }
-        doc = {
-            "receiver": "sentinel",
-            "status": "firing",
-            "alerts": [alert],
-            "groupLabels": {"alertname": name, "service": svc},
-            "commonLabels": labels,
-            "commonAnnotations": annotations,
-            "externalURL": "http://alertmanager-main-0:9093",
-            "version": "4",
-            "groupKey": f'{{}}/{{severity=~"warning|critical"}}:{{alertname="{name}", service="{svc}"}}',
-            "truncatedAlerts": 0,
-        }
-        return fp, json.dumps(doc, separators=(",", ":")).encode()
 
-    def ack(self, fp: str, body: bytes) -> None:
-        if fp not in self._acked_set:
-            self._acked_set.add(fp)
-            self.acked.append((fp, body))
+    def ack(self, fps: tuple[str, ...], body: bytes) -> None:
+        if fps not in self._acked_set:
+            self._acked_set.add(fps)
+            self.acked.append((fps, body))
 
 
 # --------------------------------------------------------------------------------------
@@ -242,12 +256,12 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
     port, token, conc = cfg["port"], cfg["token"], cfg["concurrency"]
     t0 = cfg["start_at"]  # wall clock, the same for every load-generator process
     w_start, w_end = t0 + cfg["warmup"], t0 + cfg["warmup"] + cfg["duration"]
-    payloads = Payloads(cfg["tag"], cfg["redeliver"], cfg["seed"])
+    payloads = Payloads(cfg["tag"], cfg["redeliver"], cfg["seed"], cfg["per_delivery"])
     window_lat: list[float] = []
     acked: Counter[str] = Counter()
     status_seen: Counter[str] = Counter()
     samples: list[str] = []
-    total = {"requests": 0, "window_requests": 0, "window_errors": 0}
+    total = {"requests": 0, "window_requests": 0, "window_errors": 0, "acked_deliveries": 0}
     cpu: dict[str, float] = {}
 
     httpx_client = None
@@ -273,7 +287,7 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             else RawConn(HOST, port, token)
         )
         while time.time() < w_end:
-            fp, body = payloads.next()
+            fps, body = payloads.next()
             sent = time.perf_counter()
             status = 0
             err = ""
@@ -291,8 +305,9 @@ async def _drive(cfg: dict[str, Any]) -> dict[str, Any]:
             total["requests"] += 1
             status_seen[str(status) if status else err] += 1
             if status == 202:
-                acked[fp] += 1
-                payloads.ack(fp, body)
+                acked.update(fps)
+                total["acked_deliveries"] += 1
+                payloads.ack(fps, body)
             if w_start <= done < w_end:
                 total["window_requests"] += 1
                 if status == 202:
@@ -449,7 +464,8 @@ class PassResult:
     loadgen_cpu: float = math.nan  # % of one core, all load-generator processes together
     host_cpu: float = math.nan  # % of all cores
     other_cpu: float = math.nan  # % of one core used by everything else (PostgreSQL included)
-    acked: Counter[str] = field(default_factory=Counter)
+    acked: Counter[str] = field(default_factory=Counter)  # 202'd deliveries per fingerprint
+    acked_deliveries: int = 0
     status: Counter[str] = field(default_factory=Counter)
     samples: list[str] = field(default_factory=list)
 
@@ -478,6 +494,7 @@ def run_pass(
             "warmup": warmup,
             "duration": duration,
             "redeliver": args.redeliver,
+            "per_delivery": args.alerts_per_delivery,
             "seed": args.seed * 1000 + tag * 16 + i,
             "tag": (tag * 16 + i) % 256,
             "client": args.client,
@@ -514,6 +531,7 @@ def run_pass(
         res.requests += r["window_requests"]
         res.errors += r["window_errors"]
         res.acked.update(r["acked"])
+        res.acked_deliveries += r["acked_deliveries"]
         res.status.update(r["status"])
         res.samples.extend(r["samples"])
         gen_cpu += r["cpu"]
@@ -555,6 +573,7 @@ def pg_reachable() -> bool:
 class Check:
     ok: bool
     acked_deliveries: int
+    acked_alerts: int
     acked_fingerprints: int
     alert_rows: int
     received_sum: int
@@ -563,7 +582,8 @@ class Check:
 
     def line(self) -> str:
         return (
-            f"all {self.acked_deliveries} acknowledged alerts committed: "
+            f"all {self.acked_deliveries} acknowledged deliveries ({self.acked_alerts} alerts) "
+            "committed: "
             f"{'yes' if self.ok else 'no'}  "
             f"({self.acked_fingerprints} fingerprints -> {self.alert_rows} alert rows; "
             f"received_count sum {self.received_sum}; "
@@ -573,7 +593,7 @@ class Check:
         )
 
 
-def verify_committed(db_url: str, acked: Counter[str]) -> Check:
+def verify_committed(db_url: str, acked: Counter[str], deliveries: int) -> Check:
     """Every 202'd delivery is in the database (extra rows only from non-202 replies)."""
     from sqlalchemy import create_engine, text
 
@@ -593,10 +613,10 @@ def verify_committed(db_url: str, acked: Counter[str]) -> Check:
         eng.dispose()
     in_db = {fp: int(n) for fp, n, _ in rows}
     missing = sum(1 for fp, n in acked.items() if in_db.get(fp, 0) < n)
-    deliveries = sum(acked.values())
     return Check(
         ok=missing == 0 and int(audit) >= deliveries,
         acked_deliveries=deliveries,
+        acked_alerts=sum(acked.values()),
         acked_fingerprints=len(acked),
         alert_rows=sum(int(k) for _, _, k in rows),
         received_sum=sum(in_db.values()),
@@ -687,7 +707,7 @@ def sentinel_target(name: str, db_url: str, args: argparse.Namespace, tmp: Path)
     acked: Counter[str] = Counter()
     for p in res.passes:
         acked.update(p.acked)
-    res.check = verify_committed(db_url, acked)
+    res.check = verify_committed(db_url, acked, sum(p.acked_deliveries for p in res.passes))
     print(f"    {res.check.line()}", flush=True)
     return res
 
@@ -721,6 +741,7 @@ def report(
                     "requests": p.requests,
                     "errors": p.errors,
                     "req_per_s": round(p.rps, 1),
+                    "alerts_per_s": round(p.rps * args.alerts_per_delivery, 1),
                     "p50_ms": round(p.p50, 2),
                     "p90_ms": round(p.p90, 2),
                     "p99_ms": round(p.p99, 2),
@@ -731,12 +752,14 @@ def report(
                     "other_cpu_pct": round(p.other_cpu, 1),
                     "host_cpu_pct": round(p.host_cpu, 1),
                     "acked_deliveries": r.check.acked_deliveries if r.check else "",
+                    "acked_alerts": r.check.acked_alerts if r.check else "",
                     "all_committed": ("yes" if r.check.ok else "no") if r.check else "",
                 }
             )
 
     hdr = (
         f"{'target':<18}{'pass':<9}{'in-flight':>9}{'requests':>10}{'errors':>8}{'req/s':>9}"
+        f"{'alerts/s':>10}"
         f"{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'vs bare':>9}{'srv cpu':>9}{'gen cpu':>9}"
         f"{'other cpu':>10}"
     )
@@ -745,7 +768,7 @@ def report(
         f"Ingest benchmark: {args.duration:g} s measured after {args.warmup:g} s warm-up; "
         f"latency pass {args.latency_duration:g} s at 1 in flight; client {args.client}, "
         f"{args.procs} load-generator process(es); {args.server_procs} server process(es) a "
-        "target; 1 alert per delivery, "
+        f"target; {args.alerts_per_delivery} alert(s) per delivery, "
         f"~{args.redeliver:.0%} re-deliveries"
     )
     print(hdr)
@@ -753,7 +776,8 @@ def report(
     for row in rows:
         print(
             f"{row['target']:<18}{row['pass']:<9}{row['concurrency']:>9}{row['requests']:>10}"
-            f"{row['errors']:>8}{_f(row['req_per_s'], '.0f'):>9}{_f(row['p50_ms'], '.2f'):>9}"
+            f"{row['errors']:>8}{_f(row['req_per_s'], '.0f'):>9}{_f(row['alerts_per_s'], '.0f'):>10}"
+            f"{_f(row['p50_ms'], '.2f'):>9}"
             f"{_f(row['p90_ms'], '.2f'):>9}{_f(row['p99_ms'], '.2f'):>9}"
             f"{_f(row['ratio_vs_bare'], '.2f') + ('x' if not math.isnan(row['ratio_vs_bare']) else ''):>9}"
             f"{_f(row['server_cpu_pct'], '.0f') + '%':>9}{_f(row['loadgen_cpu_pct'], '.0f') + '%':>9}"
@@ -820,6 +844,7 @@ def write_csv(rows: list[dict[str, Any]], path: Path, args: argparse.Namespace, 
         "client": args.client,
         "loadgen_procs": args.procs,
         "server_procs": args.server_procs,
+        "alerts_per_delivery": args.alerts_per_delivery,
         "cpus": cpus,
     }
     with path.open("w", newline="") as fh:
@@ -867,6 +892,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--client", choices=["raw", "httpx"], default="raw")
     ap.add_argument("--redeliver", type=float, default=0.3, help="share of re-deliveries")
     ap.add_argument(
+        "--alerts-per-delivery",
+        type=int,
+        default=1,
+        help="alerts in each delivery (one group: alertname and service, a pod each)",
+    )
+    ap.add_argument(
         "--targets",
         default="bare,floor,sqlite,postgres",
         help="floor: floor-sqlite, and floor-postgres when postgres is a target too",
@@ -877,6 +908,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.duration <= 0 or args.concurrency < 1:
         ap.error("--duration must be > 0 and --concurrency >= 1")
+    if not 1 <= args.alerts_per_delivery <= 10000:
+        ap.error("--alerts-per-delivery must be 1..10000 (Sentinel's limit a delivery)")
     return args
 
 
