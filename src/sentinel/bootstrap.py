@@ -107,7 +107,6 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
             }
         )
     if ex.kubernetes:
-        from sentinel.context.kubernetes import KubernetesContext
         from sentinel.executors.kubernetes import KubernetesExecutor, KubernetesSettings, warm_up
 
         ks = KubernetesSettings.model_validate(ex.kubernetes)
@@ -118,15 +117,20 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         readers.append(
             lambda: {k: v for k, v in kx.inventory().items() if k in ("pods", "deployments")}
         )
-        sources.append(
-            KubernetesContext(
-                kx.standing_api,
-                default_namespace=ks.default_namespace,
-                service_label=ks.service_label,
-                timeout_seconds=ks.read_timeout_seconds,
-            )
-        )
+        if not settings.context.kubernetes:
+            sources.append(_kube_context(kx.standing_api, ks))
     ctx = settings.context
+    if ctx.kubernetes:
+        # Context only (no executor), or a read-only identity of its own beside the
+        # executor's: its standing identity reads the context.
+        from sentinel.executors.kubernetes import KubernetesSettings, standing_client, warm_up
+
+        cks = KubernetesSettings.model_validate(ctx.kubernetes)
+        if not cks.is_configured():
+            raise ValueError("context.kubernetes: configure api_server, kubeconfig or in_cluster")
+        if not ex.kubernetes:
+            threading.Thread(target=warm_up, name="k8s-warm-up", daemon=True).start()
+        sources.append(_kube_context(standing_client(cks), cks))
     if ctx.loki:
         from sentinel.context.loki import LokiContext, LokiSettings
 
@@ -166,6 +170,18 @@ def build_deps(settings: Settings, engine: Engine) -> flow_deps.Deps:
         chat=chat,
         pager=pager,
         inventory_readers=readers,
+    )
+
+
+def _kube_context(api_client: Any, ks: Any) -> ContextPort:
+    """The Kubernetes context source on a standing (read-only) client, as ``ks`` says."""
+    from sentinel.context.kubernetes import KubernetesContext
+
+    return KubernetesContext(
+        api_client,
+        default_namespace=ks.default_namespace,
+        service_label=ks.service_label,
+        timeout_seconds=ks.read_timeout_seconds,
     )
 
 

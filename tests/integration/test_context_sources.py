@@ -338,3 +338,45 @@ def test_github_commits_shape_and_the_token_stays_out_of_results() -> None:
     bad = GitContext(wrong, transport=httpx.MockTransport(answer)).gather(request())
     assert not bad.ok and bad.error == "HTTP 401: Bad credentials"
     assert "nope" not in bad.model_dump_json()
+
+
+def test_context_kubernetes_alone_reads_the_cluster_and_acts_on_nothing(
+    srv: ServerThread, tmp_path: Path
+) -> None:
+    """``context.kubernetes`` without ``executors.kubernetes``: the workflow's context has
+    the cluster (read through that identity), and Kubernetes actions stay dry runs."""
+    from sentinel.bootstrap import build_deps
+    from sentinel.core.config import Settings
+    from sentinel.core.db import make_engine
+    from sentinel.executors.dry_run import DryRunExecutor
+
+    kube = {
+        "api_server": srv.url,
+        "token_file": str(Path(srv.sb.state_dir) / "sentinel.token"),
+        "default_namespace": NS,
+    }
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 's.db'}", context={"kubernetes": kube})
+    engine = make_engine(settings.database_url)
+    deps = build_deps(settings, engine)
+    kinds = [s for s in deps.context_sources if s.name == "kubernetes"]
+    assert len(kinds) == 1
+    res = kinds[0].gather(request())
+    assert res.ok and by_name(res)["pods"].data["items"], res
+    restart = {"action_id": "restart_kubernetes_pod", "params": {"namespace": NS, "pod": "x"}}
+    assert deps.executor is not None
+    assert isinstance(deps.executor.pick(restart), DryRunExecutor)  # type: ignore[attr-defined]
+
+    # Beside the executor, the context reads through its own identity: a token the sandbox
+    # does not know fails the reads, while the executor's is untouched.
+    bad = tmp_path / "bad.token"
+    bad.write_text("not-a-token")
+    both = Settings(
+        database_url=settings.database_url,
+        executors={"kubernetes": kube},
+        context={"kubernetes": {**kube, "token_file": str(bad)}},
+    )
+    deps = build_deps(both, engine)
+    kinds = [s for s in deps.context_sources if s.name == "kubernetes"]
+    assert len(kinds) == 1
+    assert not kinds[0].gather(request()).ok
+    engine.dispose()

@@ -111,7 +111,9 @@ class ExecutorSettings(BaseModel):
 class ContextSettings(BaseModel):
     """Optional read-only context sources beyond Prometheus (validated by bootstrap)."""
 
-    kubernetes: dict[str, Any] | None = None  # context.kubernetes (KubernetesSettings shape)
+    # executors.kubernetes.KubernetesSettings shape; only the API source, the standing
+    # identity and the read settings count. Unset: the executor's identity reads the context.
+    kubernetes: dict[str, Any] | None = None
     loki: dict[str, Any] | None = None  # context.loki.LokiSettings
     changes: dict[str, Any] | None = None  # context.changes.ChangesSettings
 
