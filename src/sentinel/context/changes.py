@@ -20,7 +20,7 @@ import httpx
 from dulwich.diff_tree import TreeChange
 from dulwich.errors import NotGitRepository
 from dulwich.repo import Repo
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from sentinel.context.base import ContextRequest, QueryResult, SourceResult
 from sentinel.core.redact import redact
@@ -44,6 +44,12 @@ class ChangesSettings(BaseModel):
     max_files_per_commit: int = Field(default=50, ge=1, le=1000)
     max_message_chars: int = Field(default=2000, ge=80, le=65536)
     max_bytes: int = Field(default=65536, ge=1024, le=16 * 1024 * 1024)  # per query
+
+    @model_validator(mode="after")
+    def _github_pair(self) -> ChangesSettings:
+        if bool(self.github_owner) != bool(self.github_repo):
+            raise ValueError("changes: github_owner and github_repo go together (one is missing)")
+        return self
 
     def github_configured(self) -> bool:
         """Whether the GitHub commits query is switched on."""
