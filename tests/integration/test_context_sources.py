@@ -386,4 +386,4 @@ def test_context_kubernetes_alone_reads_the_cluster_and_acts_on_nothing(
 def test_half_a_github_repository_is_a_configuration_error(half: dict[str, str]) -> None:
     """An owner without a repository (or the reverse) fails at start-up, not silently."""
     with pytest.raises(ValueError, match="github_owner and github_repo go together"):
-        ChangesSettings(**half)  # type: ignore[arg-type]
+        ChangesSettings(**half)
