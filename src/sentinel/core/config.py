@@ -174,7 +174,6 @@ class Settings(BaseSettings):
     callgraph: list[list[str]] = Field(default_factory=list)
     # Static inventory (policy.facts.Inventory shape), merged with live reads at decision time.
     inventory: dict[str, Any] = Field(default_factory=dict)
-    session_secret: SecretStr | None = None
     log_level: str = "INFO"
 
     @field_validator("database_url")
