@@ -41,10 +41,10 @@ log = logging.getLogger("sentinel.api")
 class SentinelApp(FastAPI):
     """FastAPI plus a table of hot endpoints served without the middleware stack.
 
-    The Alertmanager webhook is the only one: it is a plain ASGI endpoint that does its own
-    error mapping, and skipping routing, dependency injection and five middlewares is most
-    of what separates it from a bare Starlette endpoint. The same endpoint is also on the
-    router, so every other method on its path gets the usual 405.
+    The alert webhooks (``POST /api/v1/alerts/<source>``) are: plain ASGI endpoints that do
+    their own error mapping; skipping routing, dependency injection and five middlewares is
+    most of what separates them from a bare Starlette endpoint. Each is also on the router,
+    so every other method on its path gets the usual 405.
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -111,9 +111,8 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
     app = SentinelApp(title="Sentinel", version="0.1.0", lifespan=lifespan)
     app.state.sentinel = state
     errors.install(app)
-    app.add_hot_route(
-        "POST", routes_alerts.ALERTMANAGER_PATH, routes_alerts.AlertmanagerEndpoint(state)
-    )
+    for source in routes_alerts.SOURCES:
+        app.add_hot_route("POST", source.path, routes_alerts.IngestEndpoint(state, source))
     app.include_router(routes_read.router)
     app.include_router(routes_approvals.router)
     app.include_router(routes_slack.router)

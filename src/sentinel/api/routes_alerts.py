@@ -1,10 +1,14 @@
-"""POST /api/v1/alerts/*: authenticate, bound, parse, store durably, then reply 202.
+"""POST /api/v1/alerts/*: authenticate, bound, verify, parse, store durably, then reply 202.
 
-The ingest endpoint is the one hot path of the API, so it is a plain ASGI endpoint: no
-dependency injection, no middleware stack (``SentinelApp`` hands it the request directly;
-the router holds the same endpoint for everything else, e.g. a 405 on GET). It does its
+The ingest endpoints are the one hot path of the API, so they are plain ASGI endpoints: no
+dependency injection, no middleware stack (``SentinelApp`` hands them the request directly;
+the router holds the same endpoint for everything else, e.g. a 405 on GET). They do their
 own error mapping to the INTERFACES.md shape. Nothing is acknowledged before the group
 commit of ``IngestWriter`` has committed it.
+
+One endpoint per source (``SOURCES``): Alertmanager (the fast path, tuned for volume),
+Grafana, Datadog, PagerDuty v3 and generic (``ingest.sources``). Grafana's and PagerDuty's
+signatures are checked on the raw body when a secret is configured, after the bearer token.
 """
 
 from __future__ import annotations
@@ -28,19 +32,18 @@ from sentinel.core.errors import BadRequest, PayloadTooLarge, SentinelError
 from sentinel.core.ids import triage_workflow_id
 from sentinel.flows.incident import TRIAGE
 from sentinel.incident.ingest import Delivery
+from sentinel.incident.schemas import AlertIn
+from sentinel.ingest import signatures, sources
 from sentinel.ingest.schemas import AlertmanagerWebhook, normalize_alertmanager
 
 log = logging.getLogger("sentinel.api")
 
-ALERTMANAGER_PATH = "/api/v1/alerts/alertmanager"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-_SECONDS = INGEST_SECONDS.labels("alertmanager")
-_RECEIVED = {s: ALERTS_RECEIVED.labels("alertmanager", s) for s in ("firing", "resolved")}
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
@@ -180,31 +183,88 @@ async def _principal(state: AppState, scope: Scope) -> Principal:
     return await run_in_threadpool(state.authenticate, authorization)
 
 
-async def _ingest_alertmanager(state: AppState, scope: Scope, receive: Receive) -> dict[str, Any]:
+Parser = Callable[[dict[str, Any]], list[AlertIn]]
+Verifier = Callable[[AppState, Scope, bytes], None]
+
+
+def _alertmanager(raw: dict[str, Any]) -> list[AlertIn]:
+    return normalize_alertmanager(AlertmanagerWebhook.model_validate(raw))
+
+
+def _grafana_signature(state: AppState, scope: Scope, body: bytes) -> None:
+    cfg = state.settings.ingest
+    if cfg.grafana_hmac_secret is None:
+        return
+    ts_header = cfg.grafana_timestamp_header
+    signatures.verify_grafana(
+        cfg.grafana_hmac_secret.get_secret_value(),
+        body,
+        _header(scope, cfg.grafana_signature_header.lower().encode("latin-1")),
+        timestamp=_header(scope, ts_header.lower().encode("latin-1")) if ts_header else None,
+        timestamp_required=ts_header is not None,
+        now=time.time(),
+        max_skew=cfg.signature_max_skew_seconds,
+    )
+
+
+def _pagerduty_signature(state: AppState, scope: Scope, body: bytes) -> None:
+    secrets = state.settings.ingest.pagerduty_webhook_secrets
+    if secrets:
+        signatures.verify_pagerduty(
+            [s.get_secret_value() for s in secrets], body, _header(scope, b"x-pagerduty-signature")
+        )
+
+
+class Source:
+    """One alert source's endpoint: its path, parser, payload name and signature check."""
+
+    def __init__(self, name: str, label: str, parse: Parser, verify: Verifier | None = None):
+        self.name = name
+        self.path = f"/api/v1/alerts/{name}"
+        self.label = label
+        self.parse = parse
+        self.verify = verify
+        self.seconds = INGEST_SECONDS.labels(name)
+        self.received = {s: ALERTS_RECEIVED.labels(name, s) for s in ("firing", "resolved")}
+
+
+SOURCES = (
+    Source("alertmanager", "Alertmanager v4 webhook", _alertmanager),
+    Source("grafana", "Grafana alerting webhook", sources.parse_grafana, _grafana_signature),
+    Source("datadog", "Datadog webhook (Sentinel's template)", sources.parse_datadog),
+    Source("pagerduty", "PagerDuty v3 webhook", sources.parse_pagerduty, _pagerduty_signature),
+    Source("generic", "generic alert", sources.parse_generic),
+)
+
+
+async def _ingest(
+    state: AppState, source: Source, scope: Scope, receive: Receive
+) -> dict[str, Any]:
     principal = await _principal(state, scope)
     principal.require("ingest")
     body = await read_limited(scope, receive, state.settings.ingest.max_body_bytes)
+    if source.verify is not None:
+        source.verify(state, scope, body)
     raw, native = parse_json_document(body)
     try:
-        payload = AlertmanagerWebhook.model_validate(raw)
+        alerts = source.parse(raw)
     except ValidationError as exc:
         details = [
             {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
-        raise BadRequest("not a valid Alertmanager v4 webhook payload", details) from exc
-    alerts = normalize_alertmanager(payload)
+        raise BadRequest(f"not a valid {source.label} payload", details) from exc
     out = await state.writer.submit(
         Delivery(
             alerts=alerts,
             raw=raw,
-            source="alertmanager",
+            source=source.name,
             principal=principal.name,
             raw_json_native=native,
         )
     )
     for a in alerts:
-        _RECEIVED[a.status].inc()
+        source.received[a.status].inc()
     return {"accepted": len(alerts), "incident_ids": out.incident_ids}
 
 
@@ -220,16 +280,17 @@ async def _reply(send: Send, status: int, content: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class AlertmanagerEndpoint:
-    """The ASGI endpoint of the Prometheus Alertmanager webhook (version 4)."""
+class IngestEndpoint:
+    """The ASGI endpoint of one alert source."""
 
-    def __init__(self, state: AppState) -> None:
+    def __init__(self, state: AppState, source: Source) -> None:
         self.state = state
+        self.source = source
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         try:
-            status, content = 202, await _ingest_alertmanager(self.state, scope, receive)
+            status, content = 202, await _ingest(self.state, self.source, scope, receive)
         except _Disconnected:
             return
         except SentinelError as exc:
@@ -240,4 +301,4 @@ class AlertmanagerEndpoint:
             status = 500
             content = {"error": {"code": "internal", "message": "internal error", "details": None}}
         await _reply(send, status, content)
-        _SECONDS.observe(time.perf_counter() - started)
+        self.source.seconds.observe(time.perf_counter() - started)

@@ -31,6 +31,14 @@ class IngestSettings(BaseModel):
     # contention); a batch that finds the database locked goes to the writer thread instead,
     # so the loop never waits for a lock. False: always the writer thread.
     sqlite_inline: bool = True
+    # Signed sources (on top of the bearer token). Grafana: its contact point's HMAC secret;
+    # the header names as configured there (no timestamp header: Grafana signs the body
+    # alone). PagerDuty v3: the subscription's secret(s), several while rotating.
+    grafana_hmac_secret: SecretStr | None = None
+    grafana_signature_header: str = "X-Grafana-Alerting-Signature"
+    grafana_timestamp_header: str | None = None
+    signature_max_skew_seconds: float = Field(default=300.0, gt=0)
+    pagerduty_webhook_secrets: list[SecretStr] = Field(default_factory=list)
 
 
 class PrometheusSettings(BaseModel):

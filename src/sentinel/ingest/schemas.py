@@ -65,8 +65,8 @@ class AlertmanagerWebhook(BaseModel):
     alerts: list[AMAlert] = Field(min_length=1, max_length=10000)
 
 
-def _real_time(value: datetime | None) -> datetime | None:
-    # Alertmanager sends 0001-01-01T00:00:00Z for "no end yet".
+def real_time(value: datetime | None) -> datetime | None:
+    """None for no time or Alertmanager's 0001-01-01T00:00:00Z ("no end yet"); else UTC-aware."""
     if value is None or value.year < 1971:
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -88,8 +88,8 @@ def normalize_alertmanager(payload: AlertmanagerWebhook) -> list[AlertIn]:
                 severity=labels.get("severity"),
                 labels=labels,
                 annotations=dict(a.annotations),
-                starts_at=_real_time(a.startsAt),
-                ends_at=_real_time(a.endsAt),
+                starts_at=real_time(a.startsAt),
+                ends_at=real_time(a.endsAt),
                 generator_url=a.generatorURL or None,
             )
         )
