@@ -87,10 +87,34 @@ def alert_mode(requested: str | None = None) -> str:
     return want
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class _PortHold:
+    """A free loopback port, kept bound (so no other process is given it) until ``release``,
+    right before the process that listens on it starts. The sandbox needs none: it binds
+    port 0 and says which port it got (its ``sandbox.json``)."""
+
+    def __init__(self) -> None:
+        self._sock: socket.socket | None = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self.port = int(self._sock.getsockname()[1])
+
+    def release(self) -> int:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        return self.port
+
+
+def _sandbox_url(info: Path, timeout: float, proc: subprocess.Popen[bytes]) -> str:
+    """The URL the sandbox bound (it writes ``sandbox.json`` once it is serving)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"sandbox exited with {proc.returncode} (log beside {info.parent})")
+        try:
+            return str(json.loads(info.read_text())["url"])
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.1)
+    raise TimeoutError(f"sandbox not serving after {timeout:.0f}s ({info} not written)")
 
 
 def _redis_url(db: int) -> str | None:
@@ -205,7 +229,8 @@ def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
             f" {SCRAPE_SECONDS} s and posts the Alertmanager webhook itself"
         )
     demo.listen()
-    sb_port, prom_port, am_port = _free_port(), _free_port(), _free_port()
+    prom_hold, am_hold = _PortHold(), _PortHold()
+    prom_port, am_port = prom_hold.port, am_hold.port
     sentinel_url = f"http://127.0.0.1:{demo.port}"
     ingest_file = work / "ingest.token"
     redis_url = _redis_url(11) if sc.get("cache") else None
@@ -217,7 +242,7 @@ def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
         "--scenario",
         sc["_path"],
         "--port",
-        str(sb_port),
+        "0",
         "--state-dir",
         str(work / "sandbox"),
         "--tick-seconds",
@@ -234,10 +259,13 @@ def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
             str(ingest_file),
         ]
     sb = demo.spawn("sandbox", sb_args)
-    sb_url = f"http://127.0.0.1:{sb_port}"
+    sb_url = _sandbox_url(work / "sandbox" / "sandbox.json", 60, sb)
     _wait(f"{sb_url}/healthz", 60, sb)
+    sb_port = int(sb_url.rsplit(":", 1)[1])
     say(f"sandbox cluster up at {sb_url} (fault in {sc['fault'].get('start', 0)} s)")
     if mode == "sandbox":
+        prom_hold.release()
+        am_hold.release()
         return _start_sentinel(demo, sc, work, f"{sb_url}/prometheus", sb_url, redis_url, None)
 
     rules = httpx.get(f"{sb_url}/sandbox/prometheus-rules", timeout=10).text
@@ -264,6 +292,7 @@ def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
         )
     )
     prom_url = f"http://127.0.0.1:{prom_port}"
+    prom_hold.release()
     prom = demo.spawn(
         "prometheus",
         [
@@ -275,7 +304,7 @@ def _run(demo: Demo, sc: dict[str, Any], mode: str) -> dict[str, Any]:
         ],
     )
 
-    return _start_sentinel(demo, sc, work, prom_url, sb_url, redis_url, (prom, am_port))
+    return _start_sentinel(demo, sc, work, prom_url, sb_url, redis_url, (prom, am_hold))
 
 
 def _start_sentinel(
@@ -285,7 +314,7 @@ def _start_sentinel(
     prom_url: str,
     sb_url: str,
     redis_url: str | None,
-    stack: tuple[subprocess.Popen[bytes], int] | None,
+    stack: tuple[subprocess.Popen[bytes], _PortHold] | None,
 ) -> dict[str, Any]:
     """Sentinel (and, with a real Prometheus, Alertmanager); then follow the incident."""
     say = demo.say
@@ -301,7 +330,7 @@ def _start_sentinel(
     (work / "ingest.token").write_text(ingest)
     (work / "ingest.token").chmod(0o600)
     if stack is not None:
-        _start_alertmanager(demo, work, sentinel_url, ingest, stack[1])
+        _start_alertmanager(demo, work, sentinel_url, ingest, stack[1].release())
     demo.server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, with_worker=True),
@@ -315,9 +344,9 @@ def _start_sentinel(
     )
     demo.thread.start()
     if stack is not None:
-        prom, am_port = stack
+        prom, am_hold = stack
         _wait(f"{prom_url}/-/ready", 60, prom)
-        _wait(f"http://127.0.0.1:{am_port}/-/ready", 60)
+        _wait(f"http://127.0.0.1:{am_hold.port}/-/ready", 60)
     _wait(f"{sentinel_url}/readyz", 60)
     (work / "admin.token").write_text(viewer)
     say(

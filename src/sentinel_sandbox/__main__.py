@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         "prometheus_url": f"{srv.url}/prometheus",
         "alert_webhook": args.alert_webhook,
     }
-    (state_dir / "sandbox.json").write_text(
-        json.dumps({k: v for k, v in info.items() if k != "admin_token"}, indent=2)
-    )
+    # Written whole or not at all (a reader polls for it to learn the bound port).
+    tmp = state_dir / "sandbox.json.tmp"
+    tmp.write_text(json.dumps({k: v for k, v in info.items() if k != "admin_token"}, indent=2))
+    tmp.replace(state_dir / "sandbox.json")
     print(json.dumps(info), flush=True)
     print(
         f"sentinel-sandbox: serving {sc.name!r} on {srv.url} (state in {state_dir})",
