@@ -284,6 +284,7 @@ class _Evaluation:
         "reasons",
         "action",
         "risk",
+        "risk_why",
         "digest",
         "target",
         "service",
@@ -306,6 +307,7 @@ class _Evaluation:
         self.reasons: list[str] = []
         self.action: Action | None = None
         self.risk = RiskLevel.CRITICAL
+        self.risk_why: str | None = None  # why the risk is above the catalog's, if it is
         self.digest = ""
         self.target: str | None = None
         self.service: str | None = None
@@ -400,6 +402,8 @@ class _Evaluation:
         self.service = resolved.service
         if self.steps is not None:
             self._step("inventory", StepStatus.PASS, f"{resolved.what} exists")
+        if isinstance(action, RestartKubernetesPod) and resolved.deployment is None:
+            self._unowned_pod(action)
 
         denied = (
             self._check_namespace(resolved)
@@ -411,6 +415,21 @@ class _Evaluation:
         if denied is not None:
             return denied
         return self._gate(env.mode, env.runs_alone(self.risk))
+
+    def _unowned_pod(self, action: RestartKubernetesPod) -> None:
+        """A pod no Deployment in the inventory stands behind (a StatefulSet's, e.g. a
+        database's, a DaemonSet's, a Job's or a bare pod) is not a SAFE restart: a bare pod
+        never comes back, and a StatefulSet pod comes back with the same identity and data.
+        CRITICAL, so a human approves it (SAFETY: deleting a critical database pod)."""
+        if self.risk is RiskLevel.CRITICAL:
+            return
+        self.risk = RiskLevel.CRITICAL
+        why = (
+            f"pod {action.namespace}/{action.pod} has no Deployment behind it: "
+            "restarting it is CRITICAL"
+        )
+        self.risk_why = why  # a reason of the decision, if no check denies it first
+        self._step("controller", StepStatus.PASS, why, "guard.pod_without_deployment")
 
     def _reject_proposal(self, error: ProposalError) -> Decision:
         # What proposal_digest() gives for a proposal that does not parse, without parsing
@@ -613,6 +632,8 @@ class _Evaluation:
     def _gate(self, mode: RunMode, runs_alone: bool) -> Decision:
         action = self.action
         assert action is not None
+        if self.risk_why is not None:
+            self.reasons.append(self.risk_why)
         now = self.facts.now
         env_name = self.facts.environment
         required_by: str | None = None

@@ -146,7 +146,23 @@ def test_protected_label(kit: Any, variant: str, params: dict[str, Any], whose: 
 def test_protected_label_needs_the_exact_value(kit: Any) -> None:
     policy = kit.policy(protected={"labels": {"sentinel.io/protected": "yes"}})
     decision = _eval(kit, kit.proposal("restart_pod", pod="vault-0"), policy=policy)
-    assert decision.outcome == Outcome.EXECUTE
+    # Not protected any more; vault-0 has no Deployment behind it, so a human approves.
+    assert decision.rule_id != "guard.protected"
+    assert decision.outcome == Outcome.REQUIRE_APPROVAL
+
+
+@pytest.mark.parametrize("pod", ["vault-0", "lonely-1"])
+def test_restarting_a_pod_without_a_deployment_needs_a_human(kit: Any, pod: str) -> None:
+    """A StatefulSet's (a database's), a DaemonSet's or a bare pod: the catalog's SAFE restart
+    assumes a Deployment brings the pod back, so without one the restart is CRITICAL."""
+    policy = kit.policy(protected={"labels": {}})
+    decision = _eval(kit, kit.proposal("restart_pod", pod=pod), policy=policy)
+    assert decision.outcome == Outcome.REQUIRE_APPROVAL and decision.risk is RiskLevel.CRITICAL
+    assert f"pod shop/{pod} has no Deployment behind it: restarting it is CRITICAL" in (
+        decision.reasons
+    )
+    owned = _eval(kit, kit.proposal("restart_pod", pod="cart-1"), policy=policy)
+    assert owned.outcome == Outcome.EXECUTE and owned.risk is RiskLevel.SAFE
 
 
 def test_protected_target_glob_covers_a_pods_deployment(kit: Any) -> None:
