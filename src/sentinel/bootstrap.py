@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+from sentinel.audit.checkpoint import CheckpointWriter
 from sentinel.context.prometheus import PrometheusContext, PrometheusVerifier
 from sentinel.core.config import Settings
 from sentinel.core.db import make_engine
@@ -227,6 +228,13 @@ def intent_started_at(engine: Engine, key: str) -> datetime | None:
     with Session(engine) as s:
         it = s.get(Intent, key)
         return it.started_at if it else None
+
+
+def checkpoint_writer(settings: Settings, engine: Engine) -> CheckpointWriter:
+    """The signed-checkpoint writer as the settings say (the caller starts and stops it):
+    in ``sentinel worker`` and in the worker of ``sentinel serve``."""
+    a = settings.audit
+    return CheckpointWriter(engine, a.signing_key_path, a.checkpoint_dir, a.checkpoint_every)
 
 
 def start_worker(settings: Settings, engine: Engine) -> runtime.Worker:

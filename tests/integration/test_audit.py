@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -311,4 +312,63 @@ def test_migration_0006_keeps_the_chain_and_the_protection(db_url: str, tmp_path
     fill(engine, 2)
     report = chain.walk_chain(engine)
     assert report.ok and report.records == 9
+    engine.dispose()
+
+
+def test_an_auditor_verifies_with_the_public_key_alone(audit_env: Any) -> None:
+    """``<key>.pub`` is enough to check the signed checkpoints: the private key can stay on
+    the signing host. A rewritten chain is still caught that way."""
+    settings, engine, tmp = audit_env
+    a = settings.audit
+    fill(engine, 6)
+    assert checkpoint.write_checkpoint(engine, a.signing_key_path, a.checkpoint_dir) is not None
+    pub = tmp / "auditor" / "sentinel-audit.pub"
+    pub.parent.mkdir()
+    pub.write_text(a.signing_key_path.with_suffix(".pub").read_text())
+    a.signing_key_path.rename(tmp / "elsewhere.key")  # not on the auditor's machine
+    assert not a.signing_key_path.exists()
+    for key in (pub, a.signing_key_path):  # the .pub itself, or the .pub beside a missing key
+        rep = checkpoint.verify(engine, key, a.checkpoint_dir)
+        assert rep.ok and rep.checkpoints == 1, rep
+    other = Path(tmp / "other.key")
+    checkpoint.load_or_create_key(other)  # a different key's .pub must not verify
+    rep = checkpoint.verify(engine, other.with_suffix(".pub"), a.checkpoint_dir)
+    assert not rep.ok and "signature" in (rep.reason or "")
+    _bypass(engine, ["DELETE FROM audit_log WHERE seq = 6"])
+    rep = checkpoint.verify(engine, pub, a.checkpoint_dir)
+    assert not rep.ok and "records removed" in (rep.reason or "")
+
+
+def test_serve_writes_signed_checkpoints(tmp_path: Path) -> None:
+    """The worker inside ``sentinel serve`` (the embedded default) signs the chain head as
+    ``sentinel worker`` does: without it a consistent rewrite would go unnoticed."""
+    from fastapi.testclient import TestClient
+
+    from sentinel.api.app import create_app
+
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 's.db'}",
+        audit={
+            "checkpoint_dir": tmp_path / "checkpoints",
+            "signing_key_path": tmp_path / "audit-signing.key",
+            "checkpoint_every": 1,
+        },
+        worker={"executor_id": "serve-cp-test"},
+    )
+    upgrade_database(settings)
+    engine = make_engine(settings.database_url)
+    fill(engine, 3)
+    with TestClient(create_app(settings, with_worker=True)) as client:
+        assert client.get("/healthz").status_code == 200
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "checkpoints").glob("checkpoint-*.note")):
+            assert time.monotonic() < deadline, "no checkpoint written under serve"
+            time.sleep(0.2)
+        fill(engine, 2)
+    # Stopping writes a last checkpoint of what is there.
+    notes = sorted((tmp_path / "checkpoints").glob("checkpoint-*.note"))
+    head = chain.walk_chain(engine).records
+    assert notes and notes[-1].name == f"checkpoint-{head:012d}.note"
+    rep = checkpoint.verify(engine, settings.audit.signing_key_path, settings.audit.checkpoint_dir)
+    assert rep.ok and rep.checkpoints == len(notes) >= 2, rep
     engine.dispose()

@@ -28,8 +28,9 @@ from sentinel.api import (
 from sentinel.api.ingest_writer import IngestWriter
 from sentinel.api.metrics import AUDIT_RECORDS, INCIDENTS, exposition
 from sentinel.api.state import AppState, StateDep
+from sentinel.audit.checkpoint import CheckpointWriter
 from sentinel.audit.models import AuditRecord
-from sentinel.bootstrap import start_worker
+from sentinel.bootstrap import checkpoint_writer, start_worker
 from sentinel.core.config import Settings, load_settings
 from sentinel.core.db import make_engine
 from sentinel.flows.runtime import Enqueuer, Worker
@@ -95,14 +96,18 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         worker: Worker | None = None
+        checkpoints: CheckpointWriter | None = None
         if with_worker:
             worker = await run_in_threadpool(start_worker, settings, engine)
+            checkpoints = checkpoint_writer(settings, engine).start()
         _freeze_startup_objects()
         try:
             yield
         finally:
             if worker is not None:
                 await run_in_threadpool(worker.stop)
+            if checkpoints is not None:
+                await run_in_threadpool(checkpoints.stop)
             gc.unfreeze()
             state.writer.close()
             state.enqueuer.close()

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from sentinel.audit.chain import ChainReport, walk_chain
@@ -51,6 +54,21 @@ def load_or_create_key(path: Path) -> Ed25519PrivateKey:
     pub = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     path.with_suffix(".pub").write_text(base64.b64encode(pub).decode() + "\n")
     return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey | None:
+    """The verification key: from the signing key when it is there, else from the public
+    key file written beside it (``<key>.pub``, base64 of the raw key), or ``path`` itself
+    when it names that file (an auditor's copy). None when neither exists."""
+    if path.suffix != ".pub" and path.exists():
+        return load_or_create_key(path).public_key()
+    pub_path = path if path.suffix == ".pub" else path.with_suffix(".pub")
+    if not pub_path.exists():
+        return None
+    try:
+        return Ed25519PublicKey.from_public_bytes(base64.b64decode(pub_path.read_text().strip()))
+    except ValueError as exc:
+        raise ValueError(f"{pub_path} does not hold an Ed25519 public key") from exc
 
 
 def _key_id(pub: Ed25519PublicKey) -> bytes:
@@ -153,11 +171,11 @@ def verify(engine: Engine, key_path: Path | None, directory: Path | None) -> Ver
     if key_path is not None and directory is not None and directory.exists():
         files = sorted(directory.glob("checkpoint-*.note"))
         if files:
-            if not key_path.exists():
+            pub = load_public_key(key_path)
+            if pub is None:
                 return VerifyReport(
                     False, 0, "", None, "checkpoints exist but the key is missing", 0
                 )
-            pub = load_or_create_key(key_path).public_key()
             for f in files:
                 try:
                     notes.append(parse_note(f, pub))
@@ -190,3 +208,71 @@ def verify(engine: Engine, key_path: Path | None, directory: Path | None) -> Ver
                 len(notes),
             )
     return VerifyReport(True, report.records, report.head, None, None, len(notes))
+
+
+log = logging.getLogger("sentinel.audit")
+
+
+class CheckpointWriter:
+    """Signs the chain head every ``checkpoint_every`` records, or every ``interval`` seconds
+    when it moved; ``start`` runs it on a daemon thread (``sentinel worker`` and the worker
+    inside ``sentinel serve``). Several writers on one database are harmless: a note is
+    named by its sequence number and written whole."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        key_path: Path,
+        directory: Path,
+        every: int,
+        interval: float = 10.0,
+        poll: float = 2.0,
+    ) -> None:
+        self.engine = engine
+        self.key_path = key_path
+        self.directory = directory
+        self.every = every
+        self.interval = interval
+        self.poll = poll
+        self.written = 0
+        self._last_seq = 0
+        self._last_time = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> None:
+        """Write a checkpoint if one is due."""
+        with Session(self.engine) as s:
+            head = s.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0
+        due = head - self._last_seq >= self.every or (
+            head > self._last_seq and time.monotonic() - self._last_time >= self.interval
+        )
+        if due:
+            cp = write_checkpoint(self.engine, self.key_path, self.directory)
+            if cp is not None:
+                self._last_seq, self._last_time = cp.size, time.monotonic()
+                self.written += 1
+
+    def start(self) -> CheckpointWriter:
+        self._thread = threading.Thread(target=self._run, name="sentinel-checkpoints", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread after one last checkpoint of what is there."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._last_time = 0.0
+        self.interval = 0.0
+        self._safe_tick()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll):
+            self._safe_tick()
+
+    def _safe_tick(self) -> None:
+        try:
+            self.tick()
+        except Exception:  # noqa: BLE001 - keep working; the next tick retries
+            log.exception("audit checkpoint failed")
