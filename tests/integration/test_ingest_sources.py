@@ -143,17 +143,20 @@ def datadog_payload(transition: str = "Triggered", scope: str = "host:web-1") ->
         "link": "https://app.datadoghq.com/monitors/12345678",
         "date": "1796623200000",
         "body": "Error rate is 7.2 % (threshold 5 %)",
-        "id": "7261938412",
+        # Datadog's $ID: one per notification
+        "id": str(int(hashlib.sha256(f"{transition}|{scope}".encode()).hexdigest()[:10], 16)),
     }
 
 
 def pagerduty_payload(
-    event_type: str = "incident.triggered", incident_key: str = "d3640fbd41094207a1c11e58e46b1662"
+    event_type: str = "incident.triggered",
+    incident_key: str = "d3640fbd41094207a1c11e58e46b1662",
+    event_id: str | None = None,
 ) -> dict[str, Any]:
     """A PagerDuty generic webhook v3 delivery for an incident event."""
     return {
         "event": {
-            "id": "01DEN7WHBC3UCBGTW6MCW2T3TH",
+            "id": event_id or f"01DEN7WHBC3UCBGTW6MCW2T3TH-{event_type}",
             "event_type": event_type,
             "resource_type": "incident",
             "occurred_at": "2026-12-07T09:55:00.000Z",
@@ -409,3 +412,54 @@ def test_every_source_needs_an_ingest_token(make_env: Callable[..., Env], source
     assert env.client.get(url).status_code == 405
     assert env.counts() == (0, 0, 0)
     assert env.post(source, body).status_code == 202
+
+
+def test_pagerduty_replayed_event_changes_nothing(make_env: Callable[..., Env]) -> None:
+    """PagerDuty signs no timestamp, so a captured signed delivery could be sent again:
+    ``event.id`` is seen once. A retry of the same event (or a replay after the incident
+    resolved) is recorded in the audit log and opens or reopens nothing."""
+    env = make_env(pagerduty_webhook_secrets=PD_SECRETS)
+
+    def send(payload: dict[str, Any]) -> Any:
+        body = json.dumps(payload).encode()
+        sig = {"X-PagerDuty-Signature": "v1=" + _sign(PD_SECRETS[0], body)}
+        return env.post("pagerduty", body, headers=sig)
+
+    triggered = pagerduty_payload(event_id="01EVENTTRIGGERED")
+    first = send(triggered)
+    assert first.status_code == 202 and first.json()["accepted"] == 1
+    again = send(triggered)  # PagerDuty's own retry
+    assert again.status_code == 202
+    assert again.json() == {"accepted": 0, "incident_ids": [], "duplicate": True}
+    assert env.counts()[:2] == (1, 1)
+    assert (
+        send(pagerduty_payload("incident.resolved", event_id="01EVENTRESOLVED")).json()["accepted"]
+        == 1
+    )
+    assert env.alerts("pagerduty")[0].status == "resolved"
+    replay = send(triggered)  # a replay after the fix: must not fire the alert again
+    assert replay.json()["duplicate"] is True
+    (a,) = env.alerts("pagerduty")
+    assert a.status == "resolved" and a.received_count == 1
+    with Session(env.engine) as s:
+        bodies = [
+            json.loads(r.body)
+            for r in s.scalars(
+                select(AuditRecord).where(AuditRecord.action_type == "ALERT_INGESTED")
+            )
+        ]
+    dups = [b["details"].get("duplicate_event") for b in bodies]
+    assert dups == [None, "01EVENTTRIGGERED", None, "01EVENTTRIGGERED"]
+    assert walk_chain(env.engine).ok
+
+
+def test_datadog_notification_sent_twice_counts_once(make_env: Callable[..., Env]) -> None:
+    env = make_env()
+    body = datadog_payload()
+    assert env.post("datadog", body).json()["accepted"] == 1
+    assert env.post("datadog", body).json()["duplicate"] is True
+    (a,) = env.alerts("datadog")
+    assert a.received_count == 1
+    no_id = {k: v for k, v in body.items() if k != "id"}  # a template without $ID: no dedupe
+    assert env.post("datadog", no_id).json()["accepted"] == 1
+    assert env.alerts("datadog")[0].received_count == 2

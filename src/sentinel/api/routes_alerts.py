@@ -218,8 +218,16 @@ def _pagerduty_signature(state: AppState, scope: Scope, body: bytes) -> None:
 class Source:
     """One alert source's endpoint: its path, parser, payload name and signature check."""
 
-    def __init__(self, name: str, label: str, parse: Parser, verify: Verifier | None = None):
+    def __init__(
+        self,
+        name: str,
+        label: str,
+        parse: Parser,
+        verify: Verifier | None = None,
+        event_id: Callable[[dict[str, Any]], str | None] | None = None,
+    ):
         self.name = name
+        self.event_id = event_id
         self.path = f"/api/v1/alerts/{name}"
         self.label = label
         self.parse = parse
@@ -231,8 +239,19 @@ class Source:
 SOURCES = (
     Source("alertmanager", "Alertmanager v4 webhook", _alertmanager),
     Source("grafana", "Grafana alerting webhook", sources.parse_grafana, _grafana_signature),
-    Source("datadog", "Datadog webhook (Sentinel's template)", sources.parse_datadog),
-    Source("pagerduty", "PagerDuty v3 webhook", sources.parse_pagerduty, _pagerduty_signature),
+    Source(
+        "datadog",
+        "Datadog webhook (Sentinel's template)",
+        sources.parse_datadog,
+        event_id=sources.datadog_event_id,
+    ),
+    Source(
+        "pagerduty",
+        "PagerDuty v3 webhook",
+        sources.parse_pagerduty,
+        _pagerduty_signature,
+        event_id=sources.pagerduty_event_id,
+    ),
     Source("generic", "generic alert", sources.parse_generic),
 )
 
@@ -261,8 +280,11 @@ async def _ingest(
             source=source.name,
             principal=principal.name,
             raw_json_native=native,
+            event_id=source.event_id(raw) if source.event_id is not None else None,
         )
     )
+    if out.duplicate:
+        return {"accepted": 0, "incident_ids": [], "duplicate": True}
     for a in alerts:
         source.received[a.status].inc()
     return {"accepted": len(alerts), "incident_ids": out.incident_ids}

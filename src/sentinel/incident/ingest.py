@@ -5,7 +5,10 @@ Semantics (the same as one delivery at a time, in arrival order):
 - otherwise it joins the newest not-CLOSED incident of its service whose last alert is within
   the window, or opens a new incident;
 - a resolved alert marks its latest alert row resolved; one never seen opens nothing;
-- every delivery is one ALERT_INGESTED audit record, every new incident one INCIDENT_OPENED.
+- every delivery is one ALERT_INGESTED audit record, every new incident one INCIDENT_OPENED;
+- a delivery whose source id (``Delivery.event_id``) was seen before is recorded and changes
+  nothing else (``duplicate_event`` in its record): a replayed signed PagerDuty delivery, which
+  carries no timestamp, cannot reopen anything.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Delivery:
     source: str
     principal: str
     raw_json_native: bool = False  # ``raw`` is plain json.loads output (see audit Entry)
+    event_id: str | None = None  # the source's id of this delivery, when it gives one
 
 
 @dataclass
@@ -44,6 +48,7 @@ class IngestOutcome:
 
     incident_ids: list[str] = field(default_factory=list)
     opened: list[str] = field(default_factory=list)
+    duplicate: bool = False  # its event id was seen before: recorded, nothing else changed
 
 
 @dataclass
@@ -97,6 +102,14 @@ def ingest_batch(
                 f" WHERE {where}",
                 params,
             )
+        seen_rows = None
+        event_keys = {(d.source, d.event_id) for d in deliveries if d.event_id}
+        if event_keys:
+            params = {}
+            ev_in = sql.in_("event_id", "ev", sorted({e for _, e in event_keys}), params)
+            seen_rows = sql.deferred(
+                f"SELECT source, event_id FROM webhook_events WHERE {ev_in}", params
+            )
         service_rows = None
         if services:
             params = {"cutoff": sql.ts(now - timedelta(seconds=window_seconds))}
@@ -124,29 +137,51 @@ def ingest_batch(
         for incident_id, service in service_rows():
             by_service[service] = (incident_id, now)
 
+    seen: set[tuple[str, str]] = set(seen_rows()) if seen_rows is not None else set()
+    new_events: list[dict[str, Any]] = []
     new_incidents: list[dict[str, Any]] = []
     touched_incidents: set[str] = set()
     entries: list[audit.Entry] = []
     outcomes: list[IngestOutcome] = []
     for d in deliveries:
         out = IngestOutcome()
+        details: dict[str, Any] = {"source": d.source, "principal": d.principal, "payload": d.raw}
+        duplicate = False
+        if d.event_id:
+            key = (d.source, d.event_id)
+            duplicate = key in seen
+            if duplicate:
+                details["duplicate_event"] = d.event_id
+                out.duplicate = True
+            else:
+                seen.add(key)
+                new_events.append({"source": d.source, "event_id": d.event_id})
         entries.append(
             audit.Entry(
                 Actor.EXTERNAL_SOURCE,
                 ActionType.ALERT_INGESTED,
-                {"source": d.source, "principal": d.principal, "payload": d.raw},
+                details,
                 json_native=d.raw_json_native,
             )
         )
+        outcomes.append(out)
+        if duplicate:
+            continue
         for a in d.alerts:
             iid = _one(a, now, known, by_service, new_incidents, touched_incidents, entries, out)
             if iid and iid not in out.incident_ids:
                 out.incident_ids.append(iid)
-        outcomes.append(out)
 
     # PostgreSQL: every write and the audit append in one round trip.
     with sql.pipeline():
         _write(sql, now, new_incidents, known, touched_incidents)
+        if new_events:
+            ts = sql.ts(now)
+            sql.many(
+                "INSERT INTO webhook_events (source, event_id, received_at)"
+                " VALUES (:source, :event_id, :received_at)",
+                [{**e, "received_at": ts} for e in new_events],
+            )
         audit.append_many(session, entries, at=now)
     return outcomes
 

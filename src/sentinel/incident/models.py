@@ -85,6 +85,17 @@ class Alert(Base):
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class WebhookEvent(Base):
+    """A delivery id a source gave (PagerDuty's ``event.id``, Datadog's ``$ID``), seen once:
+    a replayed or re-sent delivery is recorded in the audit log and changes nothing."""
+
+    __tablename__ = "webhook_events"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ContextSnapshot(Base):
     """What the context sources returned, stored verbatim at decision time."""
 

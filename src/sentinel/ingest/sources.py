@@ -310,6 +310,21 @@ def parse_pagerduty(raw: dict[str, Any]) -> list[AlertIn]:
     ]
 
 
+def pagerduty_event_id(raw: dict[str, Any]) -> str | None:
+    """PagerDuty's ``event.id``: the same for every retry and replay of one event."""
+    event = raw.get("event")
+    value = event.get("id") if isinstance(event, dict) else None
+    return value[:255] if isinstance(value, str) and value else None
+
+
+def datadog_event_id(raw: dict[str, Any]) -> str | None:
+    """The template's ``id`` (Datadog's ``$ID``, one per notification), when it is there."""
+    value = raw.get("id")
+    if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
+        return None
+    return str(value)[:255]
+
+
 # -- generic ------------------------------------------------------------------------------------
 
 
