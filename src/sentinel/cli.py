@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -412,12 +412,7 @@ def _decide_via_api(approval_id: str, verb: str, comment: str, url: str, token: 
         typer.echo(f"error: cannot reach {url}: {exc}", err=True)
         raise typer.Exit(2) from exc
     if r.status_code >= 400:
-        err = (
-            r.json().get("error", {})
-            if r.headers.get("content-type", "").startswith("application/json")
-            else {}
-        )
-        typer.echo(f"error: {r.status_code} {err.get('message', r.text)}", err=True)
+        typer.echo(f"error: {r.status_code} {_api_error(r)}", err=True)
         raise typer.Exit(1)
     doc = r.json()
     typer.echo(
@@ -450,6 +445,43 @@ def reject(
 ) -> None:
     """Reject a pending action; nothing runs and the incident is closed."""
     _decide_via_api(approval_id, "reject", comment, url, token)
+
+
+@app.command()
+def close(
+    incident_id: str,
+    comment: Annotated[str, typer.Option("--comment", "-m", help="what was done (required)")],
+    url: UrlOpt = "http://127.0.0.1:8080",
+    token: TokenOpt = None,
+) -> None:
+    """Close an ESCALATED incident after fixing it by hand (responder role or above)."""
+    import httpx
+
+    if not token:
+        typer.echo("error: give --token or set SENTINEL_TOKEN", err=True)
+        raise typer.Exit(2)
+    try:
+        r = httpx.post(
+            f"{url.rstrip('/')}/api/v1/incidents/{incident_id}/close",
+            json={"comment": comment},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+    except httpx.HTTPError as exc:
+        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    if r.status_code >= 400:
+        typer.echo(f"error: {r.status_code} {_api_error(r)}", err=True)
+        raise typer.Exit(1)
+    doc = r.json()
+    typer.echo(f"{doc['status']}: incident {doc['incident_id']} ({doc['title']})")
+
+
+def _api_error(r: Any) -> str:
+    """The message of an INTERFACES.md error reply, or the raw text."""
+    if r.headers.get("content-type", "").startswith("application/json"):
+        return str(r.json().get("error", {}).get("message", r.text))
+    return str(r.text)
 
 
 if __name__ == "__main__":

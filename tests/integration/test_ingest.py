@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -463,3 +464,96 @@ def test_startup_objects_are_frozen_out_of_the_collector(tmp_path: Path) -> None
         frozen = gc.get_freeze_count()
         assert frozen > 10 * len(gc.get_objects(generation=2))
     assert gc.get_freeze_count() == 0
+
+
+def test_a_responder_closes_an_escalated_incident_by_hand(env: dict[str, Any]) -> None:
+    """EscalateToHuman -> IncidentClosed (manual fix): POST /incidents/{id}/close by a
+    responder, recorded in the audit log with who and why; the alert firing again afterwards
+    opens a new incident (triaged again) instead of joining the closed one."""
+    with transaction(env["engine"]) as s:
+        _, responder = auth_service.create_user(session=s, name="resp", role="responder")
+    (iid,) = post(env, am_payload(am_alert(fingerprint="esc"))).json()["incident_ids"]
+    url = f"/api/v1/incidents/{iid}/close"
+
+    def close(token: str, body: Any) -> Any:
+        return env["client"].post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+
+    assert close(responder, {"comment": "fixed"}).status_code == 409  # still OPEN: a workflow's
+    with transaction(env["engine"]) as s:
+        inc = s.get(Incident, iid)
+        assert inc is not None
+        inc.status = "ESCALATED"
+    audit_before = counts(env["engine"])[2]
+    assert close(env["viewer"], {"comment": "fixed"}).status_code == 403
+    assert close(responder, {}).status_code == 422  # the comment says what was done
+    assert close(responder, {"comment": "x", "force": True}).status_code == 422
+    missing = env["client"].post(
+        "/api/v1/incidents/nope/close",
+        json={"comment": "x"},
+        headers={"Authorization": f"Bearer {responder}"},
+    )
+    assert missing.status_code == 404
+    assert counts(env["engine"])[2] == audit_before  # refusals store nothing
+    r = close(responder, {"comment": "rolled back payments by hand"})
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "CLOSED" and r.json()["closed_at"]
+    assert close(responder, {"comment": "again"}).status_code == 409
+    with Session(env["engine"]) as s:
+        rec = s.scalars(select(AuditRecord).order_by(AuditRecord.seq.desc()).limit(1)).one()
+    body = json.loads(rec.body)
+    assert rec.incident_id == iid and body["actor"] == "HUMAN_USER"
+    assert body["details"] == {
+        "step": "IncidentClosed",
+        "reason": "closed by resp after escalation",
+        "comment": "rolled back payments by hand",
+    }
+    again = post(env, am_payload(am_alert(fingerprint="esc"))).json()["incident_ids"]
+    assert again and again != [iid]
+
+
+def test_sentinel_close_cli(db_url: str, tmp_path: Path) -> None:
+    """``sentinel close ID -m ... --token T`` against a live API: closes an escalated
+    incident (exit 0), says why it cannot (exit 1, the API's message) otherwise."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from tests.conftest import run_cli, sentinel_env
+
+    settings = Settings(
+        database_url=db_url,
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    upgrade_database(settings)
+    engine = make_engine(db_url)
+    with transaction(engine) as s:
+        _, responder = auth_service.create_user(session=s, name="resp", role="responder")
+        inc = Incident(
+            incident_id="inc-cli-close",
+            status="ESCALATED",
+            service="checkout",
+            title="HighErrorRate on checkout",
+            source_alert={},
+        )
+        s.add(inc)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="error"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        env = sentinel_env(db_url, tmp_path)
+        args = ["--url", f"http://127.0.0.1:{port}", "--token", responder]
+        out = run_cli(env, "close", "inc-cli-close", "-m", "restarted the db by hand", *args)
+        assert out.stdout.startswith("CLOSED: incident inc-cli-close"), out.stdout
+        out = run_cli(env, "close", "inc-cli-close", "-m", "again", *args, check=False)
+        assert out.returncode == 1 and "only an ESCALATED incident" in out.stderr, out.stderr
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+        engine.dispose()

@@ -23,6 +23,7 @@ from sentinel.api import (
     routes_approvals,
     routes_me,
     routes_read,
+    routes_respond,
     routes_slack,
 )
 from sentinel.api.ingest_writer import IngestWriter
@@ -120,6 +121,7 @@ def create_app(settings: Settings, *, with_worker: bool = False) -> FastAPI:
         app.add_hot_route("POST", source.path, routes_alerts.IngestEndpoint(state, source))
     app.include_router(routes_read.router)
     app.include_router(routes_approvals.router)
+    app.include_router(routes_respond.router)
     app.include_router(routes_slack.router)
     app.include_router(routes_me.router)
 

@@ -100,3 +100,11 @@ def reader(principal: CurrentPrincipal) -> Principal:
 
 
 Reader = Annotated[Principal, Depends(reader)]
+
+
+def responder(principal: CurrentPrincipal) -> Principal:
+    principal.require("respond")
+    return principal
+
+
+Responder = Annotated[Principal, Depends(responder)]

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from sentinel.audit.models import AuditRecord
 from sentinel.core.clock import utcnow
-from sentinel.core.errors import BadRequest, NotFound
+from sentinel.core.errors import BadRequest, Conflict, NotFound
 from sentinel.incident.ingest import Delivery, IngestOutcome, ingest_batch
 from sentinel.incident.models import Alert, ContextSnapshot, Incident, IncidentStatus
 from sentinel.incident.schemas import (
@@ -188,3 +188,26 @@ def timeline(*, session: Session, incident_id: str) -> list[TimelineEntry]:
             )
         )
     return out
+
+
+CLOSABLE_BY_HAND = frozenset({IncidentStatus.ESCALATED})
+
+
+def close_by_hand(*, session: Session, incident_id: str, user: str, comment: str) -> Incident:
+    """A human closes an escalated incident (EscalateToHuman -> IncidentClosed: manual fix).
+
+    Only ESCALATED: every other open status still has a workflow (or an approval) moving it,
+    and closing under it would race that workflow. Raises NotFound or Conflict. Flushes; the
+    caller's transaction records the audit record with the change.
+    """
+    inc = session.get(Incident, incident_id, with_for_update=True)
+    if inc is None:
+        raise NotFound(f"incident {incident_id} not found")
+    if inc.status not in CLOSABLE_BY_HAND:
+        raise Conflict(
+            f"incident {incident_id} is {inc.status}: only an ESCALATED incident is closed by"
+            " hand (the others are still being handled)",
+            {"status": inc.status},
+        )
+    set_status(session=session, incident_id=incident_id, status=IncidentStatus.CLOSED)
+    return inc
