@@ -124,6 +124,87 @@ def db_upgrade(config: ConfigOpt = None) -> None:
     typer.echo("database is at head")
 
 
+def _user_admin(config: str | None, op: str, act: Any) -> Any:
+    """Run one user-administration change and its USER_ADMIN audit record in one commit."""
+    from sentinel.audit import chain as audit
+    from sentinel.audit.models import ActionType, Actor
+    from sentinel.bootstrap import upgrade_database
+    from sentinel.core.db import make_engine, transaction
+    from sentinel.core.errors import SentinelError
+
+    s = _settings(config)
+    upgrade_database(s)
+    engine = make_engine(s.database_url)
+    try:
+        with transaction(engine) as session:
+            result, details = act(session)
+            audit.append(
+                session,
+                actor=Actor.HUMAN_USER,
+                action_type=ActionType.USER_ADMIN,
+                details={"op": op, **details},
+            )
+            return result
+    except SentinelError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+
+
+@users_app.command("rotate-token")
+def users_rotate_token(name: str, config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Revoke every token of a user and print a new one once (API processes stop accepting
+    the old ones within 30 s, their token cache)."""
+    from sentinel.auth import service as auth_service
+
+    def act(session: Any) -> tuple[tuple[str, int], dict[str, Any]]:
+        user, token, revoked = auth_service.rotate_token(session=session, name=name)
+        return (token, revoked), {"name": user.name, "role": user.role, "revoked": revoked}
+
+    token, revoked = _user_admin(config, "token_rotated", act)
+    if as_json:
+        typer.echo(json.dumps({"name": name, "revoked": revoked, "token": token}))
+    else:
+        typer.echo(f"revoked {revoked} token(s) of {name!r}; new token (shown once):\n{token}")
+
+
+@users_app.command("disable")
+def users_disable(name: str, config: ConfigOpt = None) -> None:
+    """Disable a user and revoke every token of theirs (effective within 30 s everywhere)."""
+    from sentinel.auth import service as auth_service
+
+    def act(session: Any) -> tuple[int, dict[str, Any]]:
+        user, revoked = auth_service.disable_user(session=session, name=name)
+        return revoked, {"name": user.name, "role": user.role, "revoked": revoked}
+
+    revoked = _user_admin(config, "user_disabled", act)
+    typer.echo(f"disabled {name!r}; revoked {revoked} token(s)")
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Users with their role, state and live token count (never a token)."""
+    from sqlalchemy.orm import Session
+
+    from sentinel.auth import service as auth_service
+    from sentinel.bootstrap import upgrade_database
+    from sentinel.core.db import make_engine
+
+    s = _settings(config)
+    upgrade_database(s)
+    engine = make_engine(s.database_url)
+    with Session(engine) as session:
+        users = auth_service.list_users(session=session)
+    engine.dispose()
+    if as_json:
+        typer.echo(json.dumps(users))
+        return
+    for u in users:
+        state = "disabled" if u["disabled"] else f"{u['tokens']} token(s)"
+        typer.echo(f"{u['name']:<24} {u['role']:<10} {state}")
+
+
 @users_app.command("create")
 def users_create(
     name: str,

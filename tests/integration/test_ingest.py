@@ -557,3 +557,58 @@ def test_sentinel_close_cli(db_url: str, tmp_path: Path) -> None:
         thread.join(timeout=10)
         sock.close()
         engine.dispose()
+
+
+def test_a_leaked_token_is_rotated_and_a_user_disabled(db_url: str, tmp_path: Path) -> None:
+    """``sentinel users rotate-token NAME`` revokes every token of the user and prints a new
+    one; ``users disable NAME`` revokes them all; both audited; ``users list`` shows no
+    token. A fresh API process (the token cache lives 30 s) refuses the revoked ones."""
+    from tests.conftest import create_token, run_cli, sentinel_env
+
+    env = sentinel_env(db_url, tmp_path)
+    old = create_token(env, "alertmanager", "ingest")
+    out = run_cli(env, "users", "rotate-token", "alertmanager", "--json")
+    doc = json.loads(out.stdout)
+    new = doc["token"]
+    assert doc["revoked"] == 1 and new.startswith("snt_") and new != old
+    settings = Settings(
+        database_url=db_url,
+        audit={"checkpoint_dir": tmp_path / "cp", "signing_key_path": tmp_path / "k.pem"},
+    )
+    body = json.dumps(am_payload(am_alert(fingerprint="rot")))
+    with TestClient(create_app(settings)) as client:
+        url = "/api/v1/alerts/alertmanager"
+        assert (
+            client.post(url, content=body, headers={"Authorization": f"Bearer {old}"}).status_code
+            == 401
+        )
+        assert (
+            client.post(url, content=body, headers={"Authorization": f"Bearer {new}"}).status_code
+            == 202
+        )
+    out = run_cli(env, "users", "disable", "alertmanager")
+    assert "revoked 1 token(s)" in out.stdout
+    with TestClient(create_app(settings)) as client:
+        r = client.post(url, content=body, headers={"Authorization": f"Bearer {new}"})
+        assert r.status_code == 401
+    listed = json.loads(run_cli(env, "users", "list", "--json").stdout)
+    assert listed == [{"name": "alertmanager", "role": "ingest", "disabled": True, "tokens": 0}]
+    assert "snt_" not in run_cli(env, "users", "list").stdout
+    bad = run_cli(env, "users", "disable", "nobody", check=False)
+    assert bad.returncode == 2 and "no user 'nobody'" in bad.stderr
+    again = run_cli(env, "users", "rotate-token", "alertmanager", check=False)
+    assert again.returncode == 2 and "disabled" in again.stderr
+    engine = make_engine(db_url)
+    with Session(engine) as s:
+        ops = [
+            json.loads(r.body)["details"]["op"]
+            for r in s.scalars(
+                select(AuditRecord)
+                .where(AuditRecord.action_type == "USER_ADMIN")
+                .order_by(AuditRecord.seq)
+            )
+        ]
+        exported = json.dumps([json.loads(r.body) for r in s.scalars(select(AuditRecord))])
+    engine.dispose()
+    assert ops == ["user_created", "token_rotated", "user_disabled"]
+    assert old not in exported and new not in exported

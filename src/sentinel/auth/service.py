@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from sentinel.auth.models import ApiToken, User
 from sentinel.core.clock import utcnow
-from sentinel.core.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from sentinel.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 
 
 class Role(StrEnum):
@@ -85,6 +85,57 @@ def issue_token(*, session: Session, user: User) -> str:
     )
     session.flush()
     return token
+
+
+def _user(session: Session, name: str) -> User:
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise NotFound(f"no user {name!r}")
+    return user
+
+
+def _revoke_all(session: Session, user: User) -> int:
+    tokens = list(
+        session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.user_id, ApiToken.revoked.is_(False))
+        )
+    )
+    for t in tokens:
+        t.revoked = True
+    return len(tokens)
+
+
+def rotate_token(*, session: Session, name: str) -> tuple[User, str, int]:
+    """Revoke every token of a user and issue a new one (a leaked token, a rotation).
+    Returns the user, the new plaintext token (shown once) and how many were revoked."""
+    user = _user(session, name)
+    if user.disabled:
+        raise Conflict(f"user {name!r} is disabled")
+    revoked = _revoke_all(session, user)
+    session.flush()
+    return user, issue_token(session=session, user=user), revoked
+
+
+def disable_user(*, session: Session, name: str) -> tuple[User, int]:
+    """Disable a user and revoke every token of theirs; returns how many were revoked."""
+    user = _user(session, name)
+    user.disabled = True
+    revoked = _revoke_all(session, user)
+    session.flush()
+    return user, revoked
+
+
+def list_users(*, session: Session) -> list[dict[str, object]]:
+    """Every user with role, state and live token count (never a token or its hash)."""
+    out: list[dict[str, object]] = []
+    for user in session.scalars(select(User).order_by(User.name)):
+        live = session.scalars(
+            select(ApiToken).where(ApiToken.user_id == user.user_id, ApiToken.revoked.is_(False))
+        ).all()
+        out.append(
+            {"name": user.name, "role": user.role, "disabled": user.disabled, "tokens": len(live)}
+        )
+    return out
 
 
 def authenticate(*, session: Session, authorization: str | None) -> Principal:
