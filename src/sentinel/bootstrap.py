@@ -240,8 +240,15 @@ def checkpoint_writer(settings: Settings, engine: Engine) -> CheckpointWriter:
 def start_worker(settings: Settings, engine: Engine) -> runtime.Worker:
     """Install the adapters, import the workflows, launch the durable worker."""
     import sentinel.flows.incident  # noqa: F401  (registers the workflows before launch)
+    from sentinel.flows.incident import expire_approvals
 
     flow_deps.configure(build_deps(settings, engine))
-    worker = runtime.Worker(settings, engine)
+    enqueuer = runtime.Enqueuer(settings)
+    worker = runtime.Worker(
+        settings,
+        engine,
+        periodic=[lambda: expire_approvals(engine, enqueuer)],
+        closers=[enqueuer.close],
+    )
     worker.start()
     return worker

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import create_engine, text
 
 from tests.conftest import ROOT, WebhookReceiver, am_alert, am_payload, run_cli, wait_for
 from tests.integration.actstack import (
@@ -769,3 +770,42 @@ def test_verification_watches_only_the_alerts_own_series(sqlite_url: str, tmp_pa
             # ...so cart's incident should close, whatever search's series does.
             inc = api.wait_status(cart_id, "CLOSED", timeout=60)
             assert inc["plans"][0]["execution_status"] == "SUCCESS"
+
+
+def test_an_unanswered_approval_expires_and_the_incident_is_escalated(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Nobody decides in time: the worker marks the approval EXPIRED (audited) and escalates
+    the incident through its own durable workflow, instead of leaving it AWAITING_APPROVAL
+    for ever; deciding afterwards is refused and nothing runs."""
+    policy = write_policy(tmp_path)
+    with act_stack(sqlite_url, tmp_path, env=deny_env(policy)) as stack:
+        incident_id = fire(
+            stack, "HighErrorRateAfterDeploy", "cart", namespace="shop", deployment="cart"
+        )
+        stack.viewer.wait_status(incident_id, "AWAITING_APPROVAL")
+        (appr,) = stack.viewer.approvals(status="pending")
+        # Time passes: the request's expiry moves into the past (the table is not the
+        # append-only audit log; the TTL itself is at least 60 s).
+        db = create_engine(sqlite_url)
+        with db.begin() as c:
+            c.execute(
+                text(
+                    "UPDATE approval_requests SET expires_at = '2000-01-01 00:00:00.000000'"
+                    " WHERE approval_id = :a"
+                ),
+                {"a": appr["approval_id"]},
+            )
+        db.dispose()
+        inc = stack.viewer.wait_status(incident_id, "ESCALATED", timeout=60)
+        assert f"approval {appr['approval_id']} expired unanswered" in inc["escalation_reason"]
+        assert [a["status"] for a in stack.viewer.approvals()] == ["EXPIRED"]
+        assert stack.viewer.approvals(status="pending") == []
+        r = stack.approver.post(f"/api/v1/approvals/{appr['approval_id']}/approve", {})
+        assert r.status_code == 409, r.text
+        tl = stack.viewer.timeline(incident_id)
+        assert any(
+            e["action_type"] == "APPROVAL" and e["details"].get("status") == "EXPIRED" for e in tl
+        ), tl
+        assert not script_exec(tl, "result")  # nothing ran
+        assert stack.audit_verify()[0] == 0

@@ -60,6 +60,26 @@ def get(*, session: Session, approval_id: str, lock: bool = False) -> ApprovalRe
     return req
 
 
+def expire_due(*, session: Session, now: datetime | None = None) -> list[ApprovalRequest]:
+    """Mark every pending approval past its expiry EXPIRED (locked, skipping rows another
+    process holds: each expires once) and return them. Flushes."""
+    now = now or utcnow()
+    due = list(
+        session.scalars(
+            select(ApprovalRequest)
+            .where(
+                ApprovalRequest.status == ApprovalStatus.PENDING,
+                ApprovalRequest.expires_at <= now,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for req in due:
+        req.status = ApprovalStatus.EXPIRED
+    session.flush()
+    return due
+
+
 def list_by_status(
     *, session: Session, status: str | None, limit: int = 200
 ) -> list[ApprovalRequest]:

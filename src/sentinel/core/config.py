@@ -69,10 +69,10 @@ class WorkerSettings(BaseModel):
     """Durable workflow worker: identity, version pin, concurrency, liveness."""
 
     executor_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-0")
-    # Bumped whenever a workflow's step sequence changes (wf-2: the Slack and PagerDuty
-    # steps). A worker only resumes workflows of its own version: drain the old version's
+    # Bumped whenever a workflow's step sequence changes or a workflow is added (wf-2: the
+    # Slack and PagerDuty steps; wf-3: the approval_expired workflow). A worker only resumes workflows of its own version: drain the old version's
     # in-flight incidents with an old worker before retiring it.
-    app_version: str = "sentinel-wf-2"
+    app_version: str = "sentinel-wf-3"
     concurrency: int = Field(default=4, ge=1)
     heartbeat_seconds: float = Field(default=2.0, gt=0)
     dead_after_seconds: float = Field(default=15.0, gt=0)

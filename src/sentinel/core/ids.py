@@ -60,3 +60,8 @@ def triage_workflow_id(incident_id: str) -> str:
 def remediation_workflow_id(incident_id: str) -> str:
     """The one remediation workflow id of an incident."""
     return f"{incident_id}:remediate"
+
+
+def approval_expired_workflow_id(approval_id: str) -> str:
+    """The one escalation workflow of an expired approval."""
+    return f"{approval_id}:expired"

@@ -18,16 +18,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from sentinel.approval import service as approval_service
 from sentinel.approval.models import ApprovalRequest, ApprovalStatus
-from sentinel.audit.models import ActionType
+from sentinel.audit import chain as audit
+from sentinel.audit.models import ActionType, Actor
 from sentinel.context.base import AlertContext, ContextRequest, SourceResult
 from sentinel.context.prometheus import expr_from_generator_url
 from sentinel.core.clock import utcnow
-from sentinel.core.ids import remediation_workflow_id
+from sentinel.core.db import transaction
+from sentinel.core.ids import approval_expired_workflow_id, remediation_workflow_id
 from sentinel.flows import deps as flow_deps
 from sentinel.flows import runtime
 from sentinel.flows.channels import chat_update, page
@@ -43,6 +45,7 @@ from sentinel.policy.facts import Facts
 
 TRIAGE = "triage_incident"
 REMEDIATE = "remediate_incident"
+APPROVAL_EXPIRED = "approval_expired"
 REQUESTER = "sentinel"
 
 
@@ -572,6 +575,41 @@ def triage_incident(incident_id: str) -> dict[str, Any]:
     if plan.get("proposal") is None and missing:
         reason = "; ".join(dict.fromkeys([*missing, reason]))
     return _escalate(incident_id, reason)
+
+
+@runtime.workflow(name=APPROVAL_EXPIRED)
+def approval_expired(incident_id: str, approval_id: str) -> dict[str, Any]:
+    """Nobody answered the approval request in time: EscalateToHuman (status, notification,
+    chat, page), each at most once like any escalation."""
+    return _escalate(incident_id, f"approval {approval_id} expired unanswered; nothing ran")
+
+
+def expire_approvals(engine: Engine, enqueuer: runtime.Enqueuer) -> list[str]:
+    """Expire the pending approvals past their time, each with its audit record and its
+    escalation workflow enqueued in the same commit (the worker runs this periodically).
+    An incident would otherwise wait in AWAITING_APPROVAL for ever, out of the pending list."""
+    with transaction(engine) as s:
+        due = approval_service.expire_due(session=s)
+        for req in due:
+            audit.append(
+                s,
+                actor=Actor.SENTINEL_AGENT,
+                action_type=ActionType.APPROVAL,
+                incident_id=req.incident_id,
+                details={
+                    "approval_id": req.approval_id,
+                    "status": ApprovalStatus.EXPIRED,
+                    "expires_at": req.expires_at.isoformat(),
+                },
+            )
+            enqueuer.enqueue_in(
+                s,
+                APPROVAL_EXPIRED,
+                approval_expired_workflow_id(req.approval_id),
+                req.incident_id,
+                req.approval_id,
+            )
+        return [r.approval_id for r in due]
 
 
 @runtime.workflow(name=REMEDIATE)

@@ -136,10 +136,19 @@ class Enqueuer:
 class Worker:
     """One worker process: launches the engine under a stable id, beats, sweeps the dead."""
 
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        periodic: list[Callable[[], object]] | None = None,
+        closers: list[Callable[[], object]] | None = None,
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.executor_id = settings.worker.executor_id
+        # Run with every sweep (every two heartbeats), e.g. expiring approvals.
+        self.periodic = periodic or []
+        self.closers = closers or []  # run by stop(), after the threads
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -175,6 +184,8 @@ class Worker:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=5)
+        for close in self.closers:
+            close()
         DBOS.destroy(destroy_registry=False)
 
     def _beat(self) -> None:
@@ -206,10 +217,11 @@ class Worker:
 
     def _sweep_loop(self) -> None:
         while not self._stop.wait(self.settings.worker.heartbeat_seconds * 2):
-            try:
-                self.sweep()
-            except Exception:  # noqa: BLE001
-                log.exception("sweep failed")
+            for task in (self.sweep, *self.periodic):
+                try:
+                    task()
+                except Exception:  # noqa: BLE001 - the next round retries
+                    log.exception("periodic task %s failed", getattr(task, "__name__", task))
 
     def sweep(self) -> list[str]:
         """Hand the pending workflows of workers silent past the deadline to the queue."""
