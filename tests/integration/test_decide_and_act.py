@@ -809,3 +809,56 @@ def test_an_unanswered_approval_expires_and_the_incident_is_escalated(
         ), tl
         assert not script_exec(tl, "result")  # nothing ran
         assert stack.audit_verify()[0] == 0
+
+
+def test_an_alert_without_an_expression_is_verified_by_its_resolved_notification(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """A generic (or Grafana, Datadog, PagerDuty) alert carries no PromQL to re-evaluate:
+    after the action, verification watches the incident's alerts, which the source resolves
+    by its resolved notification. Resolved and stable: CLOSED; still firing at the
+    deadline: ESCALATED (EscalatedRunbook)."""
+    import httpx
+
+    policy = write_policy(tmp_path)
+    with act_stack(sqlite_url, tmp_path, env=deny_env(policy)) as stack:
+
+        def send(status: str) -> list[str]:
+            alert = {
+                "name": "KubePodCrashLooping",
+                "service": "cart",
+                "status": status,
+                "fingerprint": "generic-cart-crashloop",
+                "labels": {"namespace": "shop", "pod": CART_POD},
+            }
+            r = httpx.post(
+                f"{stack.base}/api/v1/alerts/generic",
+                json={"alerts": [alert]},
+                headers={"Authorization": f"Bearer {stack.ingest_token}"},
+                timeout=10,
+            )
+            assert r.status_code == 202, r.text
+            return list(r.json()["incident_ids"])
+
+        def executed(incident_id: str) -> None:  # the SAFE pod restart runs alone
+            wait_for(
+                lambda: script_exec(stack.viewer.timeline(incident_id), "result"),
+                timeout=60,
+            )
+
+        (fixed,) = send("firing")
+        executed(fixed)
+        send("resolved")  # the source says the condition cleared
+        inc = stack.viewer.wait_status(fixed, "CLOSED", timeout=60)
+        assert inc["escalation_reason"] is None
+        tl = stack.viewer.timeline(fixed)
+        (ver,) = [e for e in tl if e["action_type"] == "VERIFICATION"]
+        out = ver["details"]["output"]
+        assert out["recovered"] is True and out["reason"].startswith("the incident's alerts")
+
+        (stuck,) = send("firing")  # fires again: a new incident (the first one is closed)
+        assert stuck != fixed
+        executed(stuck)
+        inc = stack.viewer.wait_status(stuck, "ESCALATED", timeout=60)
+        assert "the incident's alerts" in inc["escalation_reason"]
+        assert "did not stay clear" in inc["escalation_reason"]

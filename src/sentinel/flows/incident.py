@@ -36,7 +36,7 @@ from sentinel.flows.channels import chat_update, page
 from sentinel.flows.effects import at_most_once, db_step
 from sentinel.flows.facts import read_facts
 from sentinel.incident import service as incident_service
-from sentinel.incident.models import ContextSnapshot, IncidentStatus
+from sentinel.incident.models import AlertStatus, ContextSnapshot, IncidentStatus
 from sentinel.plan import service as plan_service
 from sentinel.plan.models import ExecutionStatus
 from sentinel.policy.actions import Action, ProposedAction, parse_proposal
@@ -468,6 +468,18 @@ def verification_check(expression: str, labels: dict[str, str]) -> dict[str, Any
         return {"ok": False, "firing": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
+@runtime.step(name="Verification.alerts")
+def verification_alerts(incident_id: str) -> dict[str, Any]:
+    """Without an expression to evaluate (a Grafana, Datadog, PagerDuty or generic alert):
+    are the incident's alerts still firing, as their sources last said? Each source's
+    resolved notification marks its alert resolved at ingest."""
+    d = flow_deps.get()
+    with Session(d.engine) as s:
+        alerts = incident_service.alerts_of(session=s, incident_id=incident_id)
+    firing = sorted({a.alertname for a in alerts if a.status == AlertStatus.FIRING})
+    return {"ok": bool(alerts), "firing": bool(firing), "error": None, "alerts": firing[:5]}
+
+
 @runtime.step(name="Verification")
 def verification_result(incident_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
     """Record whether the metric recovered."""
@@ -635,25 +647,29 @@ def remediate_incident(incident_id: str) -> dict[str, Any]:
         escalated_runbook(incident_id, reason)
         return _escalate(incident_id, reason)
     vp = verification_plan(incident_id)
-    if not vp["expression"]:
-        return _escalate(incident_id, "executed, but the alert carries no expression to verify")
-    if not vp["can_verify"]:
+    expression = vp["expression"]
+    if expression and not vp["can_verify"]:
         return _escalate(incident_id, "executed, but no verifier (Prometheus) is configured")
+    # No expression: the sources' own resolved notifications say whether the alerts cleared.
+    watched = expression or "the incident's alerts (their sources' resolved notifications)"
     checks: list[dict[str, Any]] = []
     clear_run = 0
     recovered = False
     for _ in range(int(vp["max_checks"])):
         runtime.durable_sleep(float(vp["interval"]))
-        c = verification_check(vp["expression"], vp["labels"])
+        if expression:
+            c = verification_check(expression, vp["labels"])
+        else:
+            c = verification_alerts(incident_id)
         checks.append({"ok": c.get("ok"), "firing": c.get("firing"), "error": c.get("error")})
         clear_run = clear_run + 1 if c.get("ok") and c.get("firing") is False else 0
         if clear_run >= int(vp["stable_checks"]):
             recovered = True
             break
     reason = (
-        f"{vp['expression']} clear for {clear_run} consecutive checks"
+        f"{watched} clear for {clear_run} consecutive checks"
         if recovered
-        else f"{vp['expression']} did not stay clear within {len(checks)} checks"
+        else f"{watched} did not stay clear within {len(checks)} checks"
     )
     verification_result(incident_id, {"recovered": recovered, "reason": reason, "checks": checks})
     if recovered:
