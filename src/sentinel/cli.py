@@ -476,7 +476,9 @@ def replay(
     raise typer.Exit(0 if same else 1)
 
 
-def _decide_via_api(approval_id: str, verb: str, comment: str, url: str, token: str | None) -> None:
+def _post_api(url: str, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any]:
+    """POST to Sentinel's API as the token's user; exit 2 (no token, unreachable) or 1 (the
+    API refused, with its message)."""
     import httpx
 
     if not token:
@@ -484,8 +486,8 @@ def _decide_via_api(approval_id: str, verb: str, comment: str, url: str, token: 
         raise typer.Exit(2)
     try:
         r = httpx.post(
-            f"{url.rstrip('/')}/api/v1/approvals/{approval_id}/{verb}",
-            json={"comment": comment},
+            f"{url.rstrip('/')}{path}",
+            json=body,
             headers={"Authorization": f"Bearer {token}"},
             timeout=30,
         )
@@ -495,7 +497,11 @@ def _decide_via_api(approval_id: str, verb: str, comment: str, url: str, token: 
     if r.status_code >= 400:
         typer.echo(f"error: {r.status_code} {_api_error(r)}", err=True)
         raise typer.Exit(1)
-    doc = r.json()
+    return dict(r.json())
+
+
+def _decide_via_api(approval_id: str, verb: str, comment: str, url: str, token: str | None) -> None:
+    doc = _post_api(url, f"/api/v1/approvals/{approval_id}/{verb}", {"comment": comment}, token)
     typer.echo(
         f"{doc['status']}: {doc['action_id']} on {doc['target']} (incident {doc['incident_id']})"
     )
@@ -536,25 +542,7 @@ def close(
     token: TokenOpt = None,
 ) -> None:
     """Close an ESCALATED incident after fixing it by hand (responder role or above)."""
-    import httpx
-
-    if not token:
-        typer.echo("error: give --token or set SENTINEL_TOKEN", err=True)
-        raise typer.Exit(2)
-    try:
-        r = httpx.post(
-            f"{url.rstrip('/')}/api/v1/incidents/{incident_id}/close",
-            json={"comment": comment},
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=30,
-        )
-    except httpx.HTTPError as exc:
-        typer.echo(f"error: cannot reach {url}: {exc}", err=True)
-        raise typer.Exit(2) from exc
-    if r.status_code >= 400:
-        typer.echo(f"error: {r.status_code} {_api_error(r)}", err=True)
-        raise typer.Exit(1)
-    doc = r.json()
+    doc = _post_api(url, f"/api/v1/incidents/{incident_id}/close", {"comment": comment}, token)
     typer.echo(f"{doc['status']}: incident {doc['incident_id']} ({doc['title']})")
 
 
