@@ -800,6 +800,11 @@ def test_an_unanswered_approval_expires_and_the_incident_is_escalated(
         inc = stack.viewer.wait_status(incident_id, "ESCALATED", timeout=60)
         assert f"approval {appr['approval_id']} expired unanswered" in inc["escalation_reason"]
         assert [a["status"] for a in stack.viewer.approvals()] == ["EXPIRED"]
+        detail = stack.viewer.incident(incident_id)  # GET /incidents/{id} carries them too
+        assert [(a["approval_id"], a["status"]) for a in detail["approvals"]] == [
+            (appr["approval_id"], "EXPIRED")
+        ]
+        assert detail["verification"] is None  # nothing ran, so nothing was verified
         assert stack.viewer.approvals(status="pending") == []
         r = stack.approver.post(f"/api/v1/approvals/{appr['approval_id']}/approve", {})
         assert r.status_code == 409, r.text
@@ -855,6 +860,11 @@ def test_an_alert_without_an_expression_is_verified_by_its_resolved_notification
         (ver,) = [e for e in tl if e["action_type"] == "VERIFICATION"]
         out = ver["details"]["output"]
         assert out["recovered"] is True and out["reason"].startswith("the incident's alerts")
+        detail = stack.viewer.incident(fixed)
+        assert detail["verification"]["recovered"] is True
+        assert detail["verification"]["reason"] == out["reason"]
+        assert detail["verification"]["checks"] == len(ver["details"]["input"]["checks"])
+        assert detail["approvals"] == []  # the SAFE restart needed none
 
         (stuck,) = send("firing")  # fires again: a new incident (the first one is closed)
         assert stuck != fixed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Annotated, Any
 
@@ -12,6 +13,8 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from sentinel.api.state import AppState, Reader, StateDep
+from sentinel.approval import service as approval_service
+from sentinel.approval.schemas import ApprovalRead
 from sentinel.audit import chain as audit_chain
 from sentinel.audit import checkpoint
 from sentinel.audit.models import AuditRecord
@@ -25,9 +28,35 @@ router = APIRouter(prefix="/api/v1", tags=["read"])
 
 
 class IncidentDetail(IncidentRead):
-    """An incident with everything other domains recorded about it."""
+    """An incident with everything other domains recorded about it: its plans (with the
+    policy decision and execution status), its approval requests, and the verification's
+    verdict (None until one ran)."""
 
     plans: list[PlanRead]
+    approvals: list[ApprovalRead] = []
+    verification: dict[str, Any] | None = None
+
+
+def _verification(s: Session, incident_id: str) -> dict[str, Any] | None:
+    """The latest Verification verdict from the audit log: recovered, reason, checks made."""
+    rec = s.scalars(
+        select(AuditRecord)
+        .where(AuditRecord.incident_id == incident_id, AuditRecord.action_type == "VERIFICATION")
+        .order_by(AuditRecord.seq.desc())
+        .limit(1)
+    ).first()
+    if rec is None:
+        return None
+    details = json.loads(rec.body).get("details") or {}
+    out = details.get("output") or {}
+    checks = (details.get("input") or {}).get("checks") or []
+    return {
+        "recovered": out.get("recovered"),
+        "reason": out.get("reason"),
+        "checks": len(checks),
+        "at": rec.timestamp,
+        "seq": rec.seq,
+    }
 
 
 @router.get("/incidents", response_model=IncidentPage)
@@ -52,7 +81,14 @@ def get_incident(incident_id: str, state: StateDep, _: Reader) -> IncidentDetail
     with Session(state.engine) as s:
         inc = incident_service.read(session=s, incident_id=incident_id)
         plans = plan_service.plans_of(session=s, incident_id=incident_id)
-    return IncidentDetail(**inc.model_dump(), plans=plans)
+        approvals = [
+            ApprovalRead.model_validate(a)
+            for a in approval_service.list_for_incident(session=s, incident_id=incident_id)
+        ]
+        verification = _verification(s, incident_id)
+    return IncidentDetail(
+        **inc.model_dump(), plans=plans, approvals=approvals, verification=verification
+    )
 
 
 @router.get("/incidents/{incident_id}/timeline", response_model=list[TimelineEntry])

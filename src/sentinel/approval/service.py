@@ -60,6 +60,12 @@ def get(*, session: Session, approval_id: str, lock: bool = False) -> ApprovalRe
     return req
 
 
+def list_for_incident(*, session: Session, incident_id: str) -> list[ApprovalRequest]:
+    """An incident's approval requests, oldest first."""
+    q = select(ApprovalRequest).where(ApprovalRequest.incident_id == incident_id)
+    return list(session.scalars(q.order_by(ApprovalRequest.created_at)))
+
+
 def expire_due(*, session: Session, now: datetime | None = None) -> list[ApprovalRequest]:
     """Mark every pending approval past its expiry EXPIRED (locked, skipping rows another
     process holds: each expires once) and return them. Flushes."""
