@@ -225,13 +225,13 @@ class Source:
         parse: Parser,
         verify: Verifier | None = None,
         event_id: Callable[[dict[str, Any]], str | None] | None = None,
-    ):
+    ) -> None:
         self.name = name
-        self.event_id = event_id
         self.path = f"/api/v1/alerts/{name}"
         self.label = label
         self.parse = parse
         self.verify = verify
+        self.event_id = event_id
         self.seconds = INGEST_SECONDS.labels(name)
         self.received = {s: ALERTS_RECEIVED.labels(name, s) for s in ("firing", "resolved")}
 

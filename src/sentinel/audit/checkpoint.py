@@ -240,13 +240,12 @@ class CheckpointWriter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def tick(self) -> None:
-        """Write a checkpoint if one is due."""
+    def tick(self, force: bool = False) -> None:
+        """Write a checkpoint if one is due (``force``: whenever the chain moved)."""
         with Session(self.engine) as s:
             head = s.scalar(select(func.coalesce(func.max(AuditRecord.seq), 0))) or 0
-        due = head - self._last_seq >= self.every or (
-            head > self._last_seq and time.monotonic() - self._last_time >= self.interval
-        )
+        waited = time.monotonic() - self._last_time >= self.interval
+        due = head - self._last_seq >= self.every or (head > self._last_seq and (force or waited))
         if due:
             cp = write_checkpoint(self.engine, self.key_path, self.directory)
             if cp is not None:
@@ -263,16 +262,14 @@ class CheckpointWriter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self._last_time = 0.0
-        self.interval = 0.0
-        self._safe_tick()
+        self._safe_tick(force=True)
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll):
             self._safe_tick()
 
-    def _safe_tick(self) -> None:
+    def _safe_tick(self, force: bool = False) -> None:
         try:
-            self.tick()
+            self.tick(force)
         except Exception:  # noqa: BLE001 - keep working; the next tick retries
             log.exception("audit checkpoint failed")
